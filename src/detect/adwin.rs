@@ -1,0 +1,495 @@
+//! ADWIN (ADaptive WINdowing) change detector, bit-for-bit compatible with River 0.26.1's
+//! `river.drift.ADWIN`.
+//!
+//! Owns: the exponential-histogram window, the cut test and River's reset-after-detection
+//! behaviour. Must not touch: clocks, I/O, async code. Every value it reports must equal
+//! River's for the same stream and parameters, so the floating-point operations below keep
+//! River's order (e.g. the running variance update and the merge of two buckets); reordering
+//! them would drift the last bits and, near a threshold, move a detection index.
+//!
+//! Layout: row `r` of the histogram holds up to `max_buckets + 1` buckets, each summarising
+//! `2^r` consecutive elements (their total and their variance, i.e. sum of squared deviations).
+//! Row 0 receives new elements; a row that reaches `max_buckets + 1` buckets merges its two
+//! oldest into one bucket of the next row. Rows are stored flat (`rows × (max_buckets + 1)`)
+//! so an update touches one small contiguous slice and never allocates once the window
+//! has reached its size.
+
+use serde::{Deserialize, Serialize};
+
+/// ADWIN's parameters; the defaults are River's.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdwinParams {
+    /// Significance value of the cut test; smaller means fewer, later detections.
+    pub delta: f64,
+    /// The cut test runs on every `clock`-th update (once the window is past the grace period).
+    pub clock: u32,
+    /// Buckets of one size kept before the two oldest are merged.
+    pub max_buckets: u32,
+    /// Sub-windows shorter than this are never compared.
+    pub min_window_length: u32,
+    /// No cut test until the window holds more than this many elements.
+    pub grace_period: u32,
+}
+
+impl Default for AdwinParams {
+    fn default() -> Self {
+        Self {
+            delta: 0.002,
+            clock: 32,
+            max_buckets: 5,
+            min_window_length: 5,
+            grace_period: 10,
+        }
+    }
+}
+
+/// Why a set of ADWIN parameters cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AdwinParamsError {
+    /// `delta` must lie strictly between 0 and 1.
+    #[error("adwin delta must be in (0, 1), got {0}")]
+    Delta(f64),
+    /// `clock` must be at least 1 (River divides by it).
+    #[error("adwin clock must be >= 1")]
+    Clock,
+    /// `max_buckets` must be at least 1: a row needs room for two buckets to merge.
+    #[error("adwin max_buckets must be >= 1")]
+    MaxBuckets,
+}
+
+impl AdwinParams {
+    /// Checks the parameters, returning every problem found.
+    pub fn validate(&self) -> Vec<AdwinParamsError> {
+        let mut problems = Vec::new();
+        if !(self.delta > 0.0 && self.delta < 1.0) {
+            problems.push(AdwinParamsError::Delta(self.delta));
+        }
+        if self.clock == 0 {
+            problems.push(AdwinParamsError::Clock);
+        }
+        if self.max_buckets == 0 {
+            problems.push(AdwinParamsError::MaxBuckets);
+        }
+        problems
+    }
+}
+
+/// The exponential histogram and running statistics of the current window
+/// (River's `AdaptiveWindowing`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Window {
+    /// Bucket totals, row-major, `row_capacity` slots per row.
+    totals: Vec<f64>,
+    /// Bucket variances (sums of squared deviations), same layout as `totals`.
+    variances: Vec<f64>,
+    /// Buckets in use per row; row `r`'s buckets are the first `lens[r]` slots, oldest first.
+    lens: Vec<u32>,
+    /// Sum of the window's elements.
+    total: f64,
+    /// Sum of squared deviations from the mean over the window.
+    variance: f64,
+    /// Number of elements in the window. A float because River keeps it as one and every
+    /// comparison and division below uses it as a float.
+    width: f64,
+    /// Updates since the last reset; the cut test runs when it is a multiple of `clock`.
+    tick: u64,
+}
+
+impl Window {
+    fn new(row_capacity: usize) -> Self {
+        Self {
+            totals: vec![0.0; row_capacity],
+            variances: vec![0.0; row_capacity],
+            lens: vec![0],
+            total: 0.0,
+            variance: 0.0,
+            width: 0.0,
+            tick: 0,
+        }
+    }
+}
+
+/// ADWIN drift detector over a stream of real numbers.
+///
+/// `update` returns whether this element's update detected a change. Like River, the
+/// detector then starts afresh (an empty window) at the next update, so `width` and
+/// `estimation` still describe the shrunk window right after a detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adwin {
+    params: AdwinParams,
+    /// Slots per row: `max_buckets + 1`, room for the bucket that triggers a merge.
+    row_capacity: usize,
+    window: Window,
+    /// The previous update detected a change: reset before the next one (River's semantics).
+    drift_detected: bool,
+    /// Detections since construction (River counts per helper; we keep the lifetime total,
+    /// which is what an operator wants to see).
+    detections: u64,
+    /// Elements seen since construction.
+    updates: u64,
+}
+
+impl Adwin {
+    /// A detector with the given parameters.
+    ///
+    /// # Errors
+    /// Every problem with the parameters (see [`AdwinParams::validate`]).
+    pub fn new(params: AdwinParams) -> Result<Self, Vec<AdwinParamsError>> {
+        let problems = params.validate();
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let row_capacity = params.max_buckets as usize + 1;
+        Ok(Self {
+            params,
+            row_capacity,
+            window: Window::new(row_capacity),
+            drift_detected: false,
+            detections: 0,
+            updates: 0,
+        })
+    }
+
+    /// The parameters this detector runs with.
+    pub fn params(&self) -> &AdwinParams {
+        &self.params
+    }
+
+    /// Number of elements in the current window.
+    pub fn width(&self) -> u64 {
+        self.window.width as u64
+    }
+
+    /// Mean of the current window (0 when empty), River's `estimation`.
+    pub fn estimation(&self) -> f64 {
+        if self.window.width == 0.0 {
+            0.0
+        } else {
+            self.window.total / self.window.width
+        }
+    }
+
+    /// Sum of the current window's elements.
+    pub fn total(&self) -> f64 {
+        self.window.total
+    }
+
+    /// Sum of squared deviations from the mean over the current window.
+    pub fn variance(&self) -> f64 {
+        self.window.variance
+    }
+
+    /// Whether the last update detected a change.
+    pub fn drift_detected(&self) -> bool {
+        self.drift_detected
+    }
+
+    /// Changes detected since construction.
+    pub fn detections(&self) -> u64 {
+        self.detections
+    }
+
+    /// Elements seen since construction.
+    pub fn updates(&self) -> u64 {
+        self.updates
+    }
+
+    /// Adds one element; returns `true` when this update detected a change.
+    ///
+    /// Non-finite values would poison the running sums forever, so callers must filter them
+    /// (the monitor counts them as data-quality problems); here they are ignored and
+    /// reported as no detection.
+    pub fn update(&mut self, value: f64) -> bool {
+        if !value.is_finite() {
+            return false;
+        }
+        if self.drift_detected {
+            // River resets the whole helper at the update after a detection.
+            self.window = Window::new(self.row_capacity);
+        }
+        self.updates += 1;
+        self.insert(value);
+        self.drift_detected = self.detect_change();
+        if self.drift_detected {
+            self.detections += 1;
+        }
+        self.drift_detected
+    }
+
+    fn insert(&mut self, value: f64) {
+        let w = &mut self.window;
+        let slot = w.lens[0] as usize;
+        w.totals[slot] = value;
+        w.variances[slot] = 0.0;
+        w.lens[0] += 1;
+
+        w.width += 1.0;
+        if w.width > 1.0 {
+            // Incremental variance (Welford form) in River's operation order.
+            let previous_mean = w.total / (w.width - 1.0);
+            let deviation = value - previous_mean;
+            w.variance += (w.width - 1.0) * deviation * deviation / w.width;
+        }
+        w.total += value;
+        self.compress();
+    }
+
+    /// Cascades merges upwards while a row holds `max_buckets + 1` buckets.
+    fn compress(&mut self) {
+        let cap = self.row_capacity;
+        let w = &mut self.window;
+        let mut row = 0usize;
+        while w.lens[row] as usize == cap {
+            let base = row * cap;
+            let size = (1u64 << row) as f64;
+            let (t0, t1) = (w.totals[base], w.totals[base + 1]);
+            let (v0, v1) = (w.variances[base], w.variances[base + 1]);
+            let (mean0, mean1) = (t0 / size, t1 / size);
+            let merged_total = t0 + t1;
+            let merged_variance =
+                v0 + v1 + size * size * (mean0 - mean1) * (mean0 - mean1) / (size + size);
+
+            if row + 1 == w.lens.len() {
+                w.lens.push(0);
+                w.totals.resize(w.totals.len() + cap, 0.0);
+                w.variances.resize(w.variances.len() + cap, 0.0);
+            }
+            let next = (row + 1) * cap + w.lens[row + 1] as usize;
+            w.totals[next] = merged_total;
+            w.variances[next] = merged_variance;
+            w.lens[row + 1] += 1;
+
+            // Drop the two merged buckets from the front of this row.
+            let len = w.lens[row] as usize;
+            w.totals.copy_within(base + 2..base + len, base);
+            w.variances.copy_within(base + 2..base + len, base);
+            w.lens[row] -= 2;
+
+            if (w.lens[row + 1] as usize) < cap {
+                break;
+            }
+            row += 1;
+        }
+    }
+
+    /// Removes the oldest bucket (the first of the last row); returns its size.
+    fn delete_oldest(&mut self) -> f64 {
+        let cap = self.row_capacity;
+        let w = &mut self.window;
+        let row = w.lens.len() - 1;
+        let base = row * cap;
+        let size = (1u64 << row) as f64;
+        let bucket_total = w.totals[base];
+        let bucket_variance = w.variances[base];
+        let bucket_mean = bucket_total / size;
+
+        w.width -= size;
+        w.total -= bucket_total;
+        let window_mean = w.total / w.width;
+        w.variance -= bucket_variance
+            + size * w.width * (bucket_mean - window_mean) * (bucket_mean - window_mean)
+                / (size + w.width);
+
+        let len = w.lens[row] as usize;
+        w.totals.copy_within(base + 1..base + len, base);
+        w.variances.copy_within(base + 1..base + len, base);
+        w.lens[row] -= 1;
+        if w.lens[row] == 0 && row > 0 {
+            // The emptied oldest row disappears, as River pops it from its deque.
+            w.lens.pop();
+            w.totals.truncate(row * cap);
+            w.variances.truncate(row * cap);
+        } else if w.lens[row] == 0 {
+            // River would pop its only row and then fail on the next insert; a window of
+            // one row can only be emptied with width ≤ max_buckets, which the min-window
+            // rule prevents. Keep an empty row 0 so the structure stays valid regardless.
+        }
+        size
+    }
+
+    /// River's `_detect_change`: every `clock` updates, scan all cut points from the oldest
+    /// bucket to the newest and drop the oldest bucket while some cut shows a significant
+    /// difference of means.
+    fn detect_change(&mut self) -> bool {
+        let params = self.params;
+        let min_len = f64::from(params.min_window_length);
+        self.window.tick += 1;
+        if self.window.tick % u64::from(params.clock) != 0
+            || self.window.width <= f64::from(params.grace_period)
+        {
+            return false;
+        }
+        let cap = self.row_capacity;
+        let mut change_detected = false;
+        let mut reduce_width = true;
+        while reduce_width {
+            reduce_width = false;
+            let w = &self.window;
+            // The bound's log term only depends on the width, which is fixed during one scan.
+            let delta_prime = (2.0 * w.width.ln() / params.delta).ln();
+            let variance_in_window = w.variance / w.width;
+            let mut n0 = 0.0f64;
+            let mut n1 = w.width;
+            let mut u0 = 0.0f64;
+            let mut u1 = w.total;
+            'scan: for row in (0..w.lens.len()).rev() {
+                let size = (1u64 << row) as f64;
+                let len = w.lens[row] as usize;
+                for k in 0..len {
+                    let bucket_total = w.totals[row * cap + k];
+                    n0 += size;
+                    n1 -= size;
+                    u0 += bucket_total;
+                    u1 -= bucket_total;
+                    if row == 0 && k == len - 1 {
+                        // The cut after the newest element leaves W1 empty.
+                        break 'scan;
+                    }
+                    let delta_mean = (u0 / n0) - (u1 / n1);
+                    if n1 >= min_len
+                        && n0 >= min_len
+                        && cut_is_significant(
+                            n0,
+                            n1,
+                            delta_mean,
+                            delta_prime,
+                            variance_in_window,
+                            min_len,
+                        )
+                    {
+                        reduce_width = true;
+                        change_detected = true;
+                        if self.window.width > 0.0 {
+                            self.delete_oldest();
+                        }
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        change_detected
+    }
+}
+
+/// ADWIN's Hoeffding-style bound on the difference of means of two sub-windows.
+#[inline]
+fn cut_is_significant(
+    n0: f64,
+    n1: f64,
+    delta_mean: f64,
+    delta_prime: f64,
+    variance_in_window: f64,
+    min_len: f64,
+) -> bool {
+    let m_recip = 1.0 / (n0 - min_len + 1.0) + 1.0 / (n1 - min_len + 1.0);
+    let epsilon = (2.0 * m_recip * variance_in_window * delta_prime).sqrt()
+        + 2.0 / 3.0 * delta_prime * m_recip;
+    delta_mean.abs() > epsilon
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize)]
+    struct Vectors {
+        river_version: String,
+        cases: Vec<Case>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Case {
+        name: String,
+        params: AdwinParams,
+        stream: Vec<f64>,
+        detections: Vec<u64>,
+        trace_every: usize,
+        width: Vec<u64>,
+        estimation: Vec<f64>,
+        n_detections: u64,
+    }
+
+    /// Same stream, same parameters → River's detection indices, and its width and
+    /// estimation after every traced update, to the last bit.
+    #[test]
+    fn matches_river_0_26_1() {
+        let vectors: Vectors =
+            serde_json::from_str(include_str!("../../tests/vectors/adwin.json")).unwrap();
+        assert_eq!(vectors.river_version, "0.26.1");
+        assert!(vectors.cases.len() >= 12);
+        for case in &vectors.cases {
+            let mut adwin = Adwin::new(case.params).unwrap();
+            let mut detections = Vec::new();
+            for (i, &x) in case.stream.iter().enumerate() {
+                if adwin.update(x) {
+                    detections.push(i as u64);
+                }
+                if i % case.trace_every == 0 {
+                    let t = i / case.trace_every;
+                    assert_eq!(
+                        adwin.width(),
+                        case.width[t],
+                        "{}: width after {i}",
+                        case.name
+                    );
+                    assert_eq!(
+                        adwin.estimation().to_bits(),
+                        case.estimation[t].to_bits(),
+                        "{}: estimation after {i}: {} vs {}",
+                        case.name,
+                        adwin.estimation(),
+                        case.estimation[t]
+                    );
+                }
+            }
+            assert_eq!(detections, case.detections, "{}", case.name);
+            assert_eq!(adwin.detections(), case.n_detections, "{}", case.name);
+        }
+    }
+
+    #[test]
+    fn constant_stream_never_detects() {
+        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
+        for _ in 0..20_000 {
+            assert!(!adwin.update(3.5));
+        }
+        assert_eq!(adwin.width(), 20_000);
+        assert_eq!(adwin.estimation(), 3.5);
+    }
+
+    #[test]
+    fn invalid_params_are_all_reported() {
+        let params = AdwinParams {
+            delta: 0.0,
+            clock: 0,
+            max_buckets: 0,
+            ..AdwinParams::default()
+        };
+        assert_eq!(Adwin::new(params).unwrap_err().len(), 3);
+    }
+
+    #[test]
+    fn non_finite_values_are_ignored() {
+        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
+        adwin.update(1.0);
+        assert!(!adwin.update(f64::NAN));
+        assert!(!adwin.update(f64::INFINITY));
+        assert_eq!(adwin.width(), 1);
+        assert_eq!(adwin.estimation(), 1.0);
+    }
+
+    #[test]
+    fn state_round_trips_through_serde() {
+        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
+        for i in 0..1000 {
+            adwin.update(f64::from(i % 7));
+        }
+        let json = serde_json::to_string(&adwin).unwrap();
+        let mut restored: Adwin = serde_json::from_str(&json).unwrap();
+        assert_eq!(restored, adwin);
+        for i in 0..500 {
+            assert_eq!(restored.update(f64::from(i)), adwin.update(f64::from(i)));
+        }
+        assert_eq!(restored, adwin);
+    }
+}

@@ -1,0 +1,449 @@
+//! Event-time pane windows (DESIGN §3).
+//!
+//! Owns: pane arithmetic, the watermark and lateness rule ([`PaneClock`]), and per-series
+//! sliding histograms made of panes ([`PaneWindow`]). Must not touch: wall clocks — time is the
+//! events' own `timestamp` (milliseconds), so replays reproduce live runs exactly.
+//!
+//! A window is the last `W` panes of fixed length `P`. Recording an event is O(1): one counter
+//! in its open pane. Closing a pane folds its (sparse) counts into the window totals and
+//! subtracts the pane that slid out, so the merged window histogram is never rebuilt from
+//! events. Memory is O(W × cells) per series whatever the event rate, and closed panes keep
+//! only their non-zero cells.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// Why window settings are unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// Pane length must be positive.
+    #[error("pane length must be > 0 ms, got {0}")]
+    PaneLength(i64),
+    /// Lateness cannot be negative.
+    #[error("allowed lateness must be >= 0 ms, got {0}")]
+    Lateness(i64),
+    /// A window needs at least one pane.
+    #[error("a window needs at least 1 pane")]
+    NoPanes,
+}
+
+/// Whether an event may still enter its pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// The event's pane is still open.
+    OnTime {
+        /// Index of the event's pane (`timestamp div P`).
+        pane: i64,
+    },
+    /// The event's pane has already closed: count it and drop it.
+    Late,
+}
+
+/// Pane arithmetic and the watermark of one stream (one partition).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaneClock {
+    pane_ms: i64,
+    allowed_lateness_ms: i64,
+    /// Largest event time admitted so far.
+    max_event_time: Option<i64>,
+    /// Highest pane index closed so far; events for it or older panes are late.
+    closed_through: Option<i64>,
+}
+
+impl PaneClock {
+    /// A clock with pane length `pane_ms` and lateness bound `allowed_lateness_ms`.
+    ///
+    /// # Errors
+    /// Every problem with the two settings.
+    pub fn new(pane_ms: i64, allowed_lateness_ms: i64) -> Result<Self, Vec<WindowError>> {
+        let mut problems = Vec::new();
+        if pane_ms <= 0 {
+            problems.push(WindowError::PaneLength(pane_ms));
+        }
+        if allowed_lateness_ms < 0 {
+            problems.push(WindowError::Lateness(allowed_lateness_ms));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
+            pane_ms,
+            allowed_lateness_ms,
+            max_event_time: None,
+            closed_through: None,
+        })
+    }
+
+    /// Pane length in milliseconds.
+    pub fn pane_ms(&self) -> i64 {
+        self.pane_ms
+    }
+
+    /// Index of the pane holding `timestamp` (floor division, so negative times work too).
+    pub fn pane_of(&self, timestamp: i64) -> i64 {
+        timestamp.div_euclid(self.pane_ms)
+    }
+
+    /// `[start, end)` of a pane in event time (saturating at the ends of the time line).
+    pub fn pane_bounds(&self, pane: i64) -> (i64, i64) {
+        let start = pane.saturating_mul(self.pane_ms);
+        (start, start.saturating_add(self.pane_ms))
+    }
+
+    /// Max event time seen minus the allowed lateness; `None` before the first event.
+    pub fn watermark(&self) -> Option<i64> {
+        self.max_event_time
+            .map(|t| t.saturating_sub(self.allowed_lateness_ms))
+    }
+
+    /// Highest pane closed so far.
+    pub fn closed_through(&self) -> Option<i64> {
+        self.closed_through
+    }
+
+    /// Admits an event at `timestamp`: late if its pane has closed, otherwise on time (and the
+    /// watermark may move).
+    pub fn admit(&mut self, timestamp: i64) -> Admission {
+        let pane = self.pane_of(timestamp);
+        if self.closed_through.is_some_and(|closed| pane <= closed) {
+            return Admission::Late;
+        }
+        self.max_event_time = Some(self.max_event_time.map_or(timestamp, |t| t.max(timestamp)));
+        Admission::OnTime { pane }
+    }
+
+    /// Closes every pane whose end the watermark has reached; returns the new highest closed
+    /// pane when it moved. Callers then close their open panes up to it, oldest first.
+    pub fn advance(&mut self) -> Option<i64> {
+        let watermark = self.watermark()?;
+        // Pane p ends at (p + 1)·P; it is closed once the watermark reaches that end.
+        let closable = watermark.div_euclid(self.pane_ms) - 1;
+        if self.closed_through.is_none_or(|closed| closable > closed) {
+            self.closed_through = Some(closable);
+            Some(closable)
+        } else {
+            None
+        }
+    }
+}
+
+/// Per-pane extra sums kept beside the cell counts (the low and high tail sums let window
+/// sketches integrate exactly outside the reference range).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PaneSums {
+    /// Observations that were missing (null, NaN, wrong type).
+    pub missing: u64,
+    /// Sum of the values that fell in the first cell.
+    pub low_tail_sum: f64,
+    /// Sum of the values that fell in the last cell.
+    pub high_tail_sum: f64,
+}
+
+impl PaneSums {
+    fn add(&mut self, other: &PaneSums) {
+        self.missing += other.missing;
+        self.low_tail_sum += other.low_tail_sum;
+        self.high_tail_sum += other.high_tail_sum;
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct OpenPane {
+    index: i64,
+    counts: Vec<u32>,
+    observed: u64,
+    sums: PaneSums,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct ClosedPane {
+    index: i64,
+    /// Non-zero cells only: (cell, count).
+    cells: Vec<(u32, u64)>,
+    sums: PaneSums,
+}
+
+/// A sliding histogram over the last `max_panes` closed panes of one series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaneWindow {
+    cells: usize,
+    max_panes: i64,
+    /// Open panes, ascending by index (few: lateness / P + 1).
+    open: Vec<OpenPane>,
+    closed: VecDeque<ClosedPane>,
+    totals: Vec<u64>,
+    count: u64,
+    sums: PaneSums,
+    /// Recycled dense buffers, so steady state allocates nothing per pane.
+    #[serde(skip)]
+    spare: Vec<Vec<u32>>,
+}
+
+impl PaneWindow {
+    /// A window of `max_panes` panes over `cells` cells.
+    ///
+    /// # Errors
+    /// [`WindowError::NoPanes`] when `max_panes` is 0.
+    pub fn new(cells: usize, max_panes: usize) -> Result<Self, WindowError> {
+        if max_panes == 0 {
+            return Err(WindowError::NoPanes);
+        }
+        Ok(Self {
+            cells: cells.max(1),
+            max_panes: max_panes as i64,
+            open: Vec::new(),
+            closed: VecDeque::new(),
+            totals: vec![0; cells.max(1)],
+            count: 0,
+            sums: PaneSums::default(),
+            spare: Vec::new(),
+        })
+    }
+
+    #[inline]
+    fn open_pane(&mut self, pane: i64) -> &mut OpenPane {
+        // Events arrive nearly in order: the pane is almost always the newest open one.
+        if self.open.last().is_some_and(|p| p.index == pane) {
+            let last = self.open.len() - 1;
+            return &mut self.open[last];
+        }
+        let mut position = self.open.len();
+        while position > 0 && self.open[position - 1].index > pane {
+            position -= 1;
+        }
+        if position == 0 || self.open[position - 1].index != pane {
+            let counts = self.spare.pop().unwrap_or_else(|| vec![0; self.cells]);
+            self.open.insert(
+                position,
+                OpenPane {
+                    index: pane,
+                    counts,
+                    observed: 0,
+                    sums: PaneSums::default(),
+                },
+            );
+            position += 1;
+        }
+        &mut self.open[position - 1]
+    }
+
+    /// Counts one observation in `cell` of pane `pane`. A cell out of range (a caller bug) is
+    /// clamped to the last cell rather than panicking.
+    #[inline]
+    pub fn record(&mut self, pane: i64, cell: usize) {
+        let last = self.cells - 1;
+        let open = self.open_pane(pane);
+        open.counts[cell.min(last)] += 1;
+        open.observed += 1;
+    }
+
+    /// Counts a numeric observation and, when it lands in the first or last cell, adds its
+    /// value to that tail's sum.
+    #[inline]
+    pub fn record_value(&mut self, pane: i64, cell: usize, value: f64) {
+        let last = self.cells - 1;
+        let cell = cell.min(last);
+        let open = self.open_pane(pane);
+        open.counts[cell] += 1;
+        open.observed += 1;
+        if cell == 0 {
+            open.sums.low_tail_sum += value;
+        } else if cell == last {
+            open.sums.high_tail_sum += value;
+        }
+    }
+
+    /// Counts a missing observation in pane `pane`.
+    pub fn record_missing(&mut self, pane: i64) {
+        self.open_pane(pane).sums.missing += 1;
+    }
+
+    /// Closes every open pane with index ≤ `through`, oldest first, and drops panes that slid
+    /// out of the window. Returns how many panes closed.
+    pub fn close_through(&mut self, through: i64) -> usize {
+        let mut closed = 0;
+        let due = self.open.partition_point(|p| p.index <= through);
+        for mut pane in self.open.drain(..due).collect::<Vec<_>>() {
+            let mut cells = Vec::new();
+            for (cell, count) in pane.counts.iter_mut().enumerate() {
+                if *count > 0 {
+                    cells.push((cell as u32, u64::from(*count)));
+                    self.totals[cell] += u64::from(*count);
+                    *count = 0;
+                }
+            }
+            self.count += pane.observed;
+            self.spare.push(std::mem::take(&mut pane.counts));
+            self.closed.push_back(ClosedPane {
+                index: pane.index,
+                cells,
+                sums: pane.sums,
+            });
+            closed += 1;
+        }
+        self.expire(through);
+        if closed > 0 {
+            // Float sums are re-added from the panes (W additions) instead of subtracted, so
+            // rounding never accumulates over a long run.
+            self.sums = PaneSums::default();
+            for pane in &self.closed {
+                self.sums.add(&pane.sums);
+            }
+        }
+        closed
+    }
+
+    fn expire(&mut self, newest: i64) {
+        let oldest_kept = newest.saturating_sub(self.max_panes - 1);
+        while self.closed.front().is_some_and(|p| p.index < oldest_kept) {
+            let Some(pane) = self.closed.pop_front() else {
+                break;
+            };
+            for (cell, count) in pane.cells {
+                self.totals[cell as usize] -= count;
+                self.count -= count;
+            }
+        }
+    }
+
+    /// Window histogram: counts per cell over the closed panes in the window.
+    pub fn counts(&self) -> &[u64] {
+        &self.totals
+    }
+
+    /// Observations (not missing) in the window.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Missing observations and tail sums over the window.
+    pub fn sums(&self) -> &PaneSums {
+        &self.sums
+    }
+
+    /// `(oldest, newest)` closed pane indices in the window, if any.
+    pub fn pane_range(&self) -> Option<(i64, i64)> {
+        Some((self.closed.front()?.index, self.closed.back()?.index))
+    }
+
+    /// Number of cells.
+    pub fn cells(&self) -> usize {
+        self.cells
+    }
+
+    /// Open panes (bounded by the lateness allowance divided by the pane length, plus one).
+    pub fn open_panes(&self) -> usize {
+        self.open.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn late_events_are_refused_after_their_pane_closes() {
+        let mut clock = PaneClock::new(1000, 500).unwrap();
+        assert_eq!(clock.admit(10_200), Admission::OnTime { pane: 10 });
+        assert_eq!(clock.advance(), Some(8)); // watermark 9_700: pane 8 ended at 9_000
+        assert_eq!(clock.admit(9_999), Admission::OnTime { pane: 9 });
+        assert_eq!(clock.admit(8_999), Admission::Late);
+        assert_eq!(clock.admit(11_600), Admission::OnTime { pane: 11 });
+        assert_eq!(clock.advance(), Some(10)); // watermark 11_100
+        assert_eq!(clock.admit(10_999), Admission::Late);
+        assert_eq!(clock.advance(), None);
+    }
+
+    #[test]
+    fn negative_and_extreme_times_do_not_panic() {
+        let mut clock = PaneClock::new(60_000, 0).unwrap();
+        assert_eq!(clock.admit(-1), Admission::OnTime { pane: -1 });
+        assert_eq!(
+            clock.admit(i64::MAX),
+            Admission::OnTime {
+                pane: i64::MAX / 60_000
+            }
+        );
+        assert!(clock.advance().is_some());
+        assert_eq!(clock.admit(i64::MIN), Admission::Late);
+        assert_eq!(clock.pane_bounds(i64::MAX).1, i64::MAX);
+    }
+
+    #[test]
+    fn bad_settings_are_all_reported() {
+        assert_eq!(PaneClock::new(0, -1).unwrap_err().len(), 2);
+        assert!(PaneWindow::new(3, 0).is_err());
+    }
+
+    #[test]
+    fn window_slides_and_keeps_tails() {
+        let mut window = PaneWindow::new(3, 2).unwrap();
+        window.record_value(0, 0, -5.0);
+        window.record_value(1, 2, 7.0);
+        window.record_missing(1);
+        window.record(2, 1);
+        assert_eq!(window.close_through(1), 2);
+        assert_eq!(window.counts(), &[1, 0, 1]);
+        assert_eq!(window.sums().low_tail_sum, -5.0);
+        assert_eq!(window.sums().missing, 1);
+        assert_eq!(window.close_through(2), 1);
+        // Pane 0 slid out of the 2-pane window.
+        assert_eq!(window.counts(), &[0, 1, 1]);
+        assert_eq!(window.sums().low_tail_sum, 0.0);
+        assert_eq!(window.pane_range(), Some((1, 2)));
+    }
+
+    /// One step of a window's life: record an event, or close panes up to an index.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Record { pane: i64, cell: usize },
+        Close { through: i64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0i64..40, 0usize..6).prop_map(|(pane, cell)| Step::Record { pane, cell }),
+            1 => (0i64..45).prop_map(|through| Step::Close { through }),
+        ]
+    }
+
+    proptest! {
+        /// The merged window always equals the histogram of the union of the events whose panes
+        /// are closed and among the last `panes` panes.
+        #[test]
+        fn merged_window_equals_histogram_of_union(
+            steps in prop::collection::vec(step(), 0..300),
+            panes in 1usize..8,
+        ) {
+            let mut window = PaneWindow::new(6, panes).unwrap();
+            let mut closed_through: Option<i64> = None;
+            let mut recorded: Vec<(i64, usize)> = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Record { pane, cell } => {
+                        // The clock refuses events of closed panes; the window never sees them.
+                        if closed_through.is_none_or(|c| pane > c) {
+                            window.record(pane, cell);
+                            recorded.push((pane, cell));
+                        }
+                    }
+                    Step::Close { through } => {
+                        let newest = closed_through.map_or(through, |c| c.max(through));
+                        window.close_through(newest);
+                        closed_through = Some(newest);
+                        let mut expected = [0u64; 6];
+                        for &(pane, cell) in &recorded {
+                            if pane <= newest && pane > newest - panes as i64 {
+                                expected[cell] += 1;
+                            }
+                        }
+                        prop_assert_eq!(window.counts(), &expected[..]);
+                        prop_assert_eq!(window.count(), expected.iter().sum::<u64>());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Offline user tools over files: `eval` and `compare` (DESIGN §7). They read plain text, run
+//! the same detector code as the service and print JSON on stdout.
+
+pub mod compare;
+pub mod eval;
+pub mod lines;
