@@ -1,0 +1,647 @@
+//! The service loop: consume → decode → engine → publish → commit (at-least-once).
+//!
+//! Delivery: outputs (alerts, retrain requests, dead letters) are produced with an idempotent
+//! producer; consumed offsets are committed only once every output produced so far has been
+//! acknowledged by the broker (a flush precedes each commit). A crash therefore repeats
+//! outputs (with the same deterministic ids) but never loses one. Exactly-once transactions
+//! come with the state changelog (a later issue).
+//!
+//! Rebalances: with cooperative-sticky assignment only moving partitions are revoked. On
+//! revocation (inside librdkafka's callback, which runs on this loop's thread while it is
+//! between messages) the producer is flushed and the revoked partitions' offsets committed
+//! before they are handed over; their engines are dropped and the new owner re-warms (state
+//! hand-off through the changelog is a later issue).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tracing::{debug, error, info, warn};
+
+use crate::codec::{self, DecodeError, Decoder, EventKind, Format};
+use crate::config::{Config, InputFormat, OutputFormat};
+use crate::monitor::engine::{Disposition, Engine};
+use crate::monitor::model::{ModelStatus, SourcePosition};
+use crate::monitor::output::Output;
+use crate::telemetry::Metrics;
+
+use super::settings::{consumer_settings, producer_settings};
+
+/// State shared between the loop, the HTTP server and the demo.
+pub struct Shared {
+    /// Metrics registry.
+    pub metrics: Metrics,
+    /// Latest status of every model version (refreshed at each commit).
+    pub status: RwLock<Vec<ModelStatus>>,
+    /// The consumer joined its group and received an assignment.
+    pub ready: AtomicBool,
+    /// Wall-clock ms of the loop's last iteration (liveness).
+    pub heartbeat_ms: AtomicI64,
+    /// Messages fully handled (processed or dead-lettered).
+    pub handled: AtomicU64,
+    /// Set to stop the loop; it then flushes, commits and returns.
+    pub shutdown: AtomicBool,
+}
+
+impl Shared {
+    /// Fresh shared state.
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            status: RwLock::new(Vec::new()),
+            ready: AtomicBool::new(false),
+            heartbeat_ms: AtomicI64::new(now_ms()),
+            handled: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Sees what the loop publishes, as it happens (the demo prints it live).
+pub trait Observer: Send {
+    /// An output was handed to the producer.
+    fn on_output(&mut self, _output: &Output) {}
+    /// A message went to the dead-letter topic.
+    fn on_dead_letter(&mut self, _reason: &str) {}
+}
+
+/// An observer that ignores everything.
+pub struct NoObserver;
+impl Observer for NoObserver {}
+
+/// What a run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Messages consumed.
+    pub consumed: u64,
+    /// Outputs published.
+    pub outputs: u64,
+    /// Dead letters published.
+    pub dead_letters: u64,
+}
+
+/// Why the service stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// Creating or configuring a Kafka client failed.
+    #[error("kafka client setup failed: {0}")]
+    Setup(#[source] KafkaError),
+    /// The broker did not acknowledge outputs: offsets were not committed.
+    #[error("outputs were not acknowledged: {0}")]
+    Delivery(String),
+    /// A fatal consumer or producer error.
+    #[error("fatal kafka error: {0}")]
+    Fatal(#[source] KafkaError),
+    /// The monitor settings were refused.
+    #[error("invalid monitor settings: {0}")]
+    Settings(String),
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Counts deliveries so commits can wait for every output to be acknowledged.
+struct DeliveryTracker {
+    in_flight: AtomicU64,
+    failure: Mutex<Option<String>>,
+}
+
+struct DeliveryContext {
+    tracker: Arc<DeliveryTracker>,
+}
+
+impl ClientContext for DeliveryContext {}
+
+impl ProducerContext for DeliveryContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        self.tracker.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Err((error, message)) = result {
+            let text = format!("{} (topic {})", error, message.topic());
+            error!(message = "Output delivery failed.", error = %text);
+            if let Ok(mut failure) = self.tracker.failure.lock() {
+                failure.get_or_insert(text);
+            }
+        }
+    }
+}
+
+type OutputProducer = ThreadedProducer<DeliveryContext>;
+
+/// Offsets handled but not yet committed, per (topic, partition): the next offset to read.
+#[derive(Default)]
+struct Pending {
+    offsets: BTreeMap<(String, i32), i64>,
+    revoked: Vec<(String, i32)>,
+    assigned_once: bool,
+}
+
+struct BusContext {
+    predictions_topic: String,
+    producer: Arc<OutputProducer>,
+    tracker: Arc<DeliveryTracker>,
+    pending: Arc<Mutex<Pending>>,
+    shared: Arc<Shared>,
+}
+
+impl ClientContext for BusContext {
+    /// librdkafka's statistics carry each partition's consumer lag (high watermark minus
+    /// committed/consumed position) without extra broker requests.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        for (name, topic) in &statistics.topics {
+            if name != &self.predictions_topic {
+                continue;
+            }
+            for (id, partition) in &topic.partitions {
+                if *id < 0 || partition.consumer_lag < 0 {
+                    continue;
+                }
+                self.shared
+                    .metrics
+                    .consumer_lag
+                    .with_label_values(&[&id.to_string()])
+                    .set(partition.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for BusContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(revoked) = rebalance else {
+            return;
+        };
+        // Hand over cleanly: everything produced for these partitions must be acknowledged
+        // before their offsets are committed for the next owner.
+        let delivered = flush(&self.producer, &self.tracker).is_ok();
+        let Ok(mut pending) = self.pending.lock() else {
+            return;
+        };
+        let mut commit = TopicPartitionList::new();
+        for element in revoked.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            if let Some(offset) = pending.offsets.remove(&key) {
+                if delivered {
+                    let _ = commit.add_partition_offset(&key.0, key.1, Offset::Offset(offset));
+                }
+            }
+            pending.revoked.push(key);
+        }
+        if commit.count() > 0 {
+            if let Err(error) = consumer.commit(&commit, CommitMode::Sync) {
+                warn!(message = "Commit on revocation failed; the next owner re-reads.", %error);
+            }
+        }
+        info!(
+            message = "Partitions revoked.",
+            partitions = revoked.count(),
+            delivered
+        );
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(assigned) = rebalance {
+            info!(
+                message = "Partitions assigned.",
+                partitions = assigned.count()
+            );
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.assigned_once = true;
+            }
+            self.shared.ready.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// Waits until every produced output is acknowledged.
+fn flush(producer: &OutputProducer, tracker: &DeliveryTracker) -> Result<(), ServiceError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tracker.in_flight.load(Ordering::Acquire) > 0 {
+        if Instant::now() > deadline {
+            return Err(ServiceError::Delivery(
+                "timed out waiting for acknowledgements".into(),
+            ));
+        }
+        let _ = producer.flush(Duration::from_millis(100));
+    }
+    match tracker.failure.lock().map(|f| f.clone()) {
+        Ok(Some(failure)) => Err(ServiceError::Delivery(failure)),
+        _ => Ok(()),
+    }
+}
+
+fn codec_format(format: InputFormat) -> Format {
+    match format {
+        InputFormat::Json => Format::Json,
+        InputFormat::Avro => Format::Avro,
+        InputFormat::Confluent => Format::Confluent,
+    }
+}
+
+fn decoder(config: &Config, format: InputFormat, kind: EventKind) -> Decoder {
+    let decoder = Decoder::new(codec_format(format), kind)
+        .with_max_payload_bytes(config.formats.max_message_bytes);
+    match &config.formats.confluent_schema_ids {
+        Some(ids) => decoder.with_accepted_schema_ids(ids.iter().copied()),
+        None => decoder,
+    }
+}
+
+/// The loop's working state.
+struct Loop<'a> {
+    config: &'a Config,
+    shared: Arc<Shared>,
+    producer: Arc<OutputProducer>,
+    tracker: Arc<DeliveryTracker>,
+    pending: Arc<Mutex<Pending>>,
+    predictions: Decoder,
+    labels: Decoder,
+    engines: HashMap<i32, Engine>,
+    summary: RunSummary,
+    observer: &'a mut dyn Observer,
+}
+
+/// Runs the service until `shared.shutdown` is set or a fatal error occurs.
+///
+/// # Errors
+/// See [`ServiceError`]; on error nothing unacknowledged has been committed.
+pub fn run(
+    config: &Config,
+    shared: Arc<Shared>,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, ServiceError> {
+    let tracker = Arc::new(DeliveryTracker {
+        in_flight: AtomicU64::new(0),
+        failure: Mutex::new(None),
+    });
+    let mut producer_config = ClientConfig::new();
+    for (key, value) in producer_settings(config) {
+        producer_config.set(key, value);
+    }
+    let producer: Arc<OutputProducer> = Arc::new(
+        producer_config
+            .create_with_context(DeliveryContext {
+                tracker: tracker.clone(),
+            })
+            .map_err(ServiceError::Setup)?,
+    );
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    let mut consumer_config = ClientConfig::new();
+    for (key, value) in consumer_settings(config) {
+        consumer_config.set(key, value);
+    }
+    let consumer: BaseConsumer<BusContext> = consumer_config
+        .create_with_context(BusContext {
+            predictions_topic: config.topics.predictions.clone(),
+            producer: producer.clone(),
+            tracker: tracker.clone(),
+            pending: pending.clone(),
+            shared: shared.clone(),
+        })
+        .map_err(ServiceError::Setup)?;
+    consumer
+        .subscribe(&[
+            config.topics.predictions.as_str(),
+            config.topics.labels.as_str(),
+        ])
+        .map_err(ServiceError::Setup)?;
+    // Fail at start, not at the first partition, if the settings are unusable.
+    Engine::new(config.monitor.clone()).map_err(|p| ServiceError::Settings(p.join("; ")))?;
+    info!(
+        message = "Service started.",
+        brokers = %config.kafka.brokers,
+        group = %config.kafka.group_id,
+        predictions = %config.topics.predictions,
+        labels = %config.topics.labels
+    );
+    let mut state = Loop {
+        config,
+        shared,
+        producer,
+        tracker,
+        pending,
+        predictions: decoder(config, config.formats.predictions, EventKind::Prediction),
+        labels: decoder(config, config.formats.labels, EventKind::Label),
+        engines: HashMap::new(),
+        summary: RunSummary::default(),
+        observer,
+    };
+    let result = state.run(&consumer);
+    // Whatever happened, try to leave nothing unacknowledged and commit what is safe.
+    let final_commit = state.commit(&consumer);
+    state.publish_status();
+    consumer.unsubscribe();
+    result.and(final_commit).map(|()| state.summary.clone())
+}
+
+impl Loop<'_> {
+    fn run(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
+        let interval = Duration::from_millis(self.config.delivery.commit_interval_ms);
+        let max_batch = self.config.delivery.max_batch as u64;
+        let mut last_commit = Instant::now();
+        let mut since_commit = 0u64;
+        while !self.shared.shutdown.load(Ordering::Acquire) {
+            self.shared.heartbeat_ms.store(now_ms(), Ordering::Release);
+            match consumer.poll(Duration::from_millis(100)) {
+                None => {}
+                Some(Ok(message)) => {
+                    self.handle(&message)?;
+                    since_commit += 1;
+                }
+                Some(Err(error)) => {
+                    if let KafkaError::MessageConsumption(code) = &error {
+                        if *code == RDKafkaErrorCode::Fatal {
+                            return Err(ServiceError::Fatal(error));
+                        }
+                    }
+                    warn!(message = "Consumer error; librdkafka retries.", %error);
+                }
+            }
+            self.drop_revoked_engines();
+            if since_commit > 0 && (since_commit >= max_batch || last_commit.elapsed() >= interval)
+            {
+                self.commit(consumer)?;
+                self.publish_status();
+                last_commit = Instant::now();
+                since_commit = 0;
+            } else if last_commit.elapsed() >= interval * 4 {
+                self.publish_status();
+                last_commit = Instant::now();
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let topic = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        let payload = message.payload().unwrap_or(&[]);
+        let decoder = if topic == self.config.topics.labels {
+            &self.labels
+        } else {
+            &self.predictions
+        };
+        self.summary.consumed += 1;
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        match decoder.decode(payload) {
+            Ok(event) => {
+                let engine = match self.engines.get_mut(&partition) {
+                    Some(engine) => engine,
+                    None => {
+                        let engine = Engine::new(self.config.monitor.clone())
+                            .map_err(|p| ServiceError::Settings(p.join("; ")))?;
+                        self.engines.entry(partition).or_insert(engine)
+                    }
+                };
+                let disposition = engine.process(
+                    &event,
+                    SourcePosition {
+                        topic,
+                        partition,
+                        offset,
+                    },
+                );
+                let outcome = match disposition {
+                    Disposition::Accepted => "accepted",
+                    Disposition::Late => {
+                        metrics.late_events.inc();
+                        "late"
+                    }
+                    Disposition::Label => "label",
+                };
+                metrics.events.with_label_values(&[topic, outcome]).inc();
+                let outputs = engine.drain_outputs();
+                let evaluations = engine.drain_evaluations();
+                for record in &evaluations {
+                    metrics.set_drift_score(
+                        &record.model_id,
+                        &record.model_version,
+                        &record.subject,
+                        &record.result.detector,
+                        record.result.statistic,
+                    );
+                }
+                for output in outputs {
+                    self.publish(output)?;
+                }
+            }
+            Err(error) => self.dead_letter(message, &error)?,
+        }
+        metrics
+            .process_seconds
+            .observe(started.elapsed().as_secs_f64());
+        if let Ok(mut pending) = self.pending.lock() {
+            pending
+                .offsets
+                .insert((topic.to_owned(), partition), offset + 1);
+        }
+        self.shared.handled.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    fn send(
+        &self,
+        topic: &str,
+        key: &[u8],
+        payload: &[u8],
+        headers: Option<OwnedHeaders>,
+    ) -> Result<(), ServiceError> {
+        self.tracker.in_flight.fetch_add(1, Ordering::AcqRel);
+        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    // Back-pressure: let the producer drain, then retry the same record.
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((error, _)) => {
+                    self.tracker.in_flight.fetch_sub(1, Ordering::AcqRel);
+                    return Err(ServiceError::Fatal(error));
+                }
+            }
+        }
+    }
+
+    fn publish(&mut self, mut output: Output) -> Result<(), ServiceError> {
+        let shared = self.shared.clone();
+        let metrics = &shared.metrics;
+        let (topic, key, payload) = match &mut output {
+            Output::Alert(alert) => {
+                alert.emitted_at = now_ms();
+                metrics
+                    .alerts
+                    .with_label_values(&[&alert.model_id, &alert.detector, alert.state.as_str()])
+                    .inc();
+                let payload = match self.config.formats.outputs {
+                    OutputFormat::Json => codec::json::alert_to_json(alert),
+                    OutputFormat::Avro => codec::avro::alert_to_avro(alert)
+                        .map_err(|e| ServiceError::Delivery(format!("cannot encode alert: {e}")))?,
+                };
+                (&self.config.topics.alerts, alert.model_id.clone(), payload)
+            }
+            Output::Retrain(request) => {
+                metrics
+                    .retrain_requests
+                    .with_label_values(&[&request.model_id, request.trigger.as_str()])
+                    .inc();
+                let payload = match self.config.formats.outputs {
+                    OutputFormat::Json => codec::json::retrain_to_json(request),
+                    OutputFormat::Avro => codec::avro::retrain_to_avro(request).map_err(|e| {
+                        ServiceError::Delivery(format!("cannot encode retrain request: {e}"))
+                    })?,
+                };
+                (
+                    &self.config.topics.retrain,
+                    request.model_id.clone(),
+                    payload,
+                )
+            }
+        };
+        self.send(topic, key.as_bytes(), &payload, None)?;
+        self.summary.outputs += 1;
+        self.observer.on_output(&output);
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        message: &BorrowedMessage<'_>,
+        error: &DecodeError,
+    ) -> Result<(), ServiceError> {
+        let reason = error.reason();
+        let detail = error.to_string();
+        warn!(
+            message = "Failed to decode event; sent to the dead-letter topic.",
+            error = %detail,
+            reason,
+            topic = message.topic(),
+            partition = message.partition(),
+            offset = message.offset()
+        );
+        let partition = message.partition().to_string();
+        let offset = message.offset().to_string();
+        let timestamp = message.timestamp().to_millis().unwrap_or(-1).to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "driftwatch.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "driftwatch.error",
+                value: Some(detail.as_str()),
+            })
+            .insert(Header {
+                key: "driftwatch.source.topic",
+                value: Some(message.topic()),
+            })
+            .insert(Header {
+                key: "driftwatch.source.partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "driftwatch.source.offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "driftwatch.source.timestamp",
+                value: Some(timestamp.as_str()),
+            });
+        // The original headers travel along, so a fixed message can be replayed as it was.
+        if let Some(original) = message.headers() {
+            for header in original.iter() {
+                headers = headers.insert(Header {
+                    key: header.key,
+                    value: header.value,
+                });
+            }
+        }
+        let topic = self.config.topics.dlq.clone();
+        self.send(
+            &topic,
+            message.key().unwrap_or(&[]),
+            message.payload().unwrap_or(&[]),
+            Some(headers),
+        )?;
+        let metrics = &self.shared.metrics;
+        metrics.dlq.with_label_values(&[reason]).inc();
+        metrics
+            .events
+            .with_label_values(&[message.topic(), "dead_letter"])
+            .inc();
+        self.summary.dead_letters += 1;
+        self.observer.on_dead_letter(reason);
+        Ok(())
+    }
+
+    /// Flushes outputs, then commits every handled offset.
+    fn commit(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
+        flush(&self.producer, &self.tracker)?;
+        let offsets = match self.pending.lock() {
+            Ok(mut pending) => std::mem::take(&mut pending.offsets),
+            Err(_) => return Ok(()),
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in &offsets {
+            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+        }
+        match consumer.commit(&list, CommitMode::Sync) {
+            Ok(()) => debug!(message = "Offsets committed.", partitions = offsets.len()),
+            // Not fatal: the next commit carries newer offsets; a crash before it re-reads
+            // (at-least-once). Rebalances in progress cause this routinely.
+            Err(error) => {
+                warn!(message = "Offset commit failed; will retry with the next batch.", %error)
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_revoked_engines(&mut self) {
+        let revoked = match self.pending.lock() {
+            Ok(mut pending) if !pending.revoked.is_empty() => std::mem::take(&mut pending.revoked),
+            _ => return,
+        };
+        for (topic, partition) in revoked {
+            if topic == self.config.topics.predictions && self.engines.remove(&partition).is_some()
+            {
+                info!(
+                    message = "Dropped the state of a revoked partition; its new owner re-warms.",
+                    partition
+                );
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let mut status: Vec<ModelStatus> = self.engines.values().flat_map(Engine::status).collect();
+        status
+            .sort_by(|a, b| (&a.model_id, &a.model_version).cmp(&(&b.model_id, &b.model_version)));
+        self.shared.metrics.models.set(status.len() as i64);
+        if let Ok(mut shared) = self.shared.status.write() {
+            *shared = status;
+        }
+    }
+}

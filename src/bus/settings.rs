@@ -1,0 +1,121 @@
+//! Pure builders of librdkafka settings from the configuration (no broker needed to test).
+//!
+//! driftwatch owns the settings its guarantees rest on (manual commits, idempotence,
+//! isolation); users add the rest (security, tuning) through `kafka.extra`, which config
+//! validation already stops from overriding the owned keys.
+
+use crate::config::Config;
+
+/// Settings of the input consumer.
+pub fn consumer_settings(config: &Config) -> Vec<(String, String)> {
+    let kafka = &config.kafka;
+    let mut settings = vec![
+        ("bootstrap.servers", kafka.brokers.clone()),
+        ("group.id", kafka.group_id.clone()),
+        ("client.id", kafka.client_id.clone()),
+        // Offsets are committed by the service only after the outputs they caused are acked.
+        ("enable.auto.commit", "false".to_owned()),
+        ("enable.auto.offset.store", "false".to_owned()),
+        ("auto.offset.reset", "earliest".to_owned()),
+        ("session.timeout.ms", kafka.session_timeout_ms.to_string()),
+        (
+            "max.poll.interval.ms",
+            kafka.max_poll_interval_ms.to_string(),
+        ),
+        // Incremental rebalancing: a rebalance moves only the partitions that change owner,
+        // so the others keep their windows instead of re-warming.
+        (
+            "partition.assignment.strategy",
+            "cooperative-sticky".to_owned(),
+        ),
+        // Only committed transactional records are inputs (producers may be transactional).
+        ("isolation.level", "read_committed".to_owned()),
+        // Statistics feed the consumer-lag gauge without extra broker requests.
+        ("statistics.interval.ms", "5000".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect::<Vec<_>>();
+    append_extra(config, &mut settings);
+    settings
+}
+
+/// Settings of the output producer (alerts, retrain requests, dead letters).
+pub fn producer_settings(config: &Config) -> Vec<(String, String)> {
+    let kafka = &config.kafka;
+    let mut settings = vec![
+        ("bootstrap.servers", kafka.brokers.clone()),
+        ("client.id", format!("{}-producer", kafka.client_id)),
+        // Retries never duplicate or reorder outputs.
+        ("enable.idempotence", "true".to_owned()),
+        ("acks", "all".to_owned()),
+        ("linger.ms", "5".to_owned()),
+        ("compression.type", "lz4".to_owned()),
+        // Dead letters carry the original message, which may be as large as the input limit.
+        (
+            "message.max.bytes",
+            (config.formats.max_message_bytes.max(1 << 20) + 64 * 1024).to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect::<Vec<_>>();
+    append_extra(config, &mut settings);
+    settings
+}
+
+fn append_extra(config: &Config, settings: &mut Vec<(String, String)>) {
+    for (key, value) in &config.kafka.extra {
+        settings.retain(|(k, _)| k != key);
+        settings.push((key.clone(), value.clone()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup<'a>(settings: &'a [(String, String)], key: &str) -> Option<&'a str> {
+        settings
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn owned_settings_table() {
+        let mut config = Config::default();
+        config.kafka.brokers = "k1:9092,k2:9092".into();
+        config
+            .kafka
+            .extra
+            .insert("security.protocol".into(), "SASL_SSL".into());
+        config.kafka.extra.insert("linger.ms".into(), "20".into());
+        let consumer = consumer_settings(&config);
+        let producer = producer_settings(&config);
+        type Case<'a> = (&'a [(String, String)], &'a str, Option<&'a str>);
+        let cases: &[Case<'_>] = &[
+            (&consumer, "bootstrap.servers", Some("k1:9092,k2:9092")),
+            (&consumer, "enable.auto.commit", Some("false")),
+            (&consumer, "enable.auto.offset.store", Some("false")),
+            (&consumer, "isolation.level", Some("read_committed")),
+            (
+                &consumer,
+                "partition.assignment.strategy",
+                Some("cooperative-sticky"),
+            ),
+            (&consumer, "group.id", Some("driftwatch")),
+            (&consumer, "security.protocol", Some("SASL_SSL")),
+            (&producer, "enable.idempotence", Some("true")),
+            (&producer, "acks", Some("all")),
+            (&producer, "security.protocol", Some("SASL_SSL")),
+            (&producer, "linger.ms", Some("20")),
+            (&producer, "group.id", None),
+        ];
+        for (settings, key, expected) in cases {
+            assert_eq!(lookup(settings, key), *expected, "{key}");
+        }
+        // A user tuning key replaces ours instead of being listed twice.
+        assert_eq!(producer.iter().filter(|(k, _)| k == "linger.ms").count(), 1);
+    }
+}

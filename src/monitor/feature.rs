@@ -1,0 +1,442 @@
+//! One monitored series: a feature (or the prediction's score or class) of one model version.
+//!
+//! Owns: the warm-up sample, the frozen reference (bins, sketch grid, missing rate), the pane
+//! window, data-quality counts and the per-evaluation statistics. Pure.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::detect::binning::{sorted_finite, CategoricalBins, FineGrid};
+use crate::detect::chi2::chi2_homogeneity;
+use crate::detect::divergence::{jensen_shannon, psi};
+use crate::detect::sketch::{
+    ks_from_sketch, wasserstein_from_sketch, ReferenceSample, WindowSketch,
+};
+use crate::detect::window::PaneWindow;
+use crate::event::FeatureValue;
+
+use super::output::hex;
+use super::settings::{DetectorSettings, FeatureKind, ReferenceSettings};
+
+/// Data-quality counts of a series since it was first seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QualityCounts {
+    /// Values observed (any kind).
+    pub observed: u64,
+    /// Null or absent values.
+    pub missing: u64,
+    /// Values of the wrong type (a string in a numeric feature, a number in a categorical one).
+    pub type_mismatch: u64,
+    /// NaN or infinite numbers.
+    pub non_finite: u64,
+    /// Categories absent from the reference (counted in `__other__`).
+    pub unseen_category: u64,
+    /// Numbers outside the reference's [min, max].
+    pub out_of_range: u64,
+}
+
+/// A value reduced to what a tracker needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Observation<'a> {
+    /// A finite number.
+    Number(f64),
+    /// A category label.
+    Category(&'a str),
+    /// Missing (null, absent).
+    Missing,
+    /// NaN or infinite.
+    NonFinite,
+}
+
+impl<'a> Observation<'a> {
+    /// From an event's feature value.
+    pub fn from_value(value: &'a FeatureValue<'_>) -> Self {
+        match value {
+            FeatureValue::Null => Observation::Missing,
+            FeatureValue::Number(x) if x.is_finite() => Observation::Number(*x),
+            FeatureValue::Number(_) => Observation::NonFinite,
+            FeatureValue::Text(text) => Observation::Category(text),
+            FeatureValue::Bool(true) => Observation::Category("true"),
+            FeatureValue::Bool(false) => Observation::Category("false"),
+        }
+    }
+}
+
+/// The warm-up sample of a series, before the reference freezes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct WarmupSample {
+    numbers: Vec<f64>,
+    categories: BTreeMap<String, u64>,
+    missing: u64,
+    total: u64,
+}
+
+/// The frozen reference of a series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Reference {
+    /// Numeric: exact sorted sample with its grid, coarse bin counts, spread.
+    Numeric {
+        /// Sorted sample and sketch grid.
+        sample: ReferenceSample,
+        /// Reference counts per coarse bin.
+        counts: Vec<u64>,
+        /// Standard deviation (Wasserstein is reported in these units).
+        std_dev: f64,
+    },
+    /// Categorical: categories and their counts (`__other__` last).
+    Categorical {
+        /// The bins.
+        bins: CategoricalBins,
+        /// Reference counts per bin.
+        counts: Vec<u64>,
+    },
+}
+
+/// One detector's outcome at one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DetectorResult {
+    /// Detector name.
+    pub detector: Cow<'static, str>,
+    /// Statistic (distance, test statistic, or rate increase).
+    pub statistic: f64,
+    /// p-value for tests (before any multiple-testing adjustment).
+    pub p_value: Option<f64>,
+    /// The threshold compared against (a p-value threshold for tests).
+    pub threshold: f64,
+    /// Bound on the statistic's error when computed from a sketch.
+    pub error_bound: Option<f64>,
+    /// Whether the detector's breaches count towards retraining.
+    pub retrain: bool,
+}
+
+/// The statistics of one series at one evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesEvaluation {
+    /// Detector outcomes; empty when there was not enough data.
+    pub results: Vec<DetectorResult>,
+    /// Reference size.
+    pub reference_count: u64,
+    /// Window size.
+    pub window_count: u64,
+    /// SHA-256 of the compared histograms.
+    pub evidence_sha256: String,
+}
+
+/// A monitored series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeriesTracker {
+    kind: Option<FeatureKind>,
+    warmup: Option<WarmupSample>,
+    reference: Option<Reference>,
+    reference_missing_rate: f64,
+    window: Option<PaneWindow>,
+    /// Data-quality counts.
+    pub quality: QualityCounts,
+}
+
+impl SeriesTracker {
+    /// A tracker in warm-up; `kind` forces the type (otherwise the first non-null value
+    /// decides: number → numeric, string or boolean → categorical).
+    pub fn new(kind: Option<FeatureKind>) -> Self {
+        Self {
+            kind,
+            warmup: Some(WarmupSample::default()),
+            reference: None,
+            reference_missing_rate: 0.0,
+            window: None,
+            quality: QualityCounts::default(),
+        }
+    }
+
+    /// A tracker for a series first seen after warm-up ended: it has no reference and is only
+    /// counted.
+    pub fn unreferenced() -> Self {
+        Self {
+            warmup: None,
+            ..Self::new(None)
+        }
+    }
+
+    /// The series' type, once known.
+    pub fn kind(&self) -> Option<FeatureKind> {
+        self.kind
+    }
+
+    /// The frozen reference, once built.
+    pub fn reference(&self) -> Option<&Reference> {
+        self.reference.as_ref()
+    }
+
+    /// Window observations (0 before monitoring).
+    pub fn window_count(&self) -> u64 {
+        self.window.as_ref().map_or(0, PaneWindow::count)
+    }
+
+    fn count_quality<'v>(&mut self, observation: Observation<'v>) -> Observation<'v> {
+        self.quality.observed += 1;
+        if self.kind.is_none() {
+            self.kind = match observation {
+                Observation::Number(_) | Observation::NonFinite => Some(FeatureKind::Numeric),
+                Observation::Category(_) => Some(FeatureKind::Categorical),
+                Observation::Missing => None,
+            };
+        }
+        match (self.kind, observation) {
+            (_, Observation::Missing) => {
+                self.quality.missing += 1;
+                Observation::Missing
+            }
+            (_, Observation::NonFinite) => {
+                self.quality.non_finite += 1;
+                Observation::Missing
+            }
+            (Some(FeatureKind::Numeric), Observation::Category(_))
+            | (Some(FeatureKind::Categorical), Observation::Number(_)) => {
+                self.quality.type_mismatch += 1;
+                Observation::Missing
+            }
+            _ => observation,
+        }
+    }
+
+    /// Adds an observation to the warm-up sample.
+    pub fn warm_up(&mut self, observation: Observation<'_>) {
+        let observation = self.count_quality(observation);
+        let Some(warmup) = self.warmup.as_mut() else {
+            return;
+        };
+        warmup.total += 1;
+        match observation {
+            Observation::Number(x) => warmup.numbers.push(x),
+            Observation::Category(c) => {
+                if let Some(count) = warmup.categories.get_mut(c) {
+                    *count += 1;
+                } else {
+                    warmup.categories.insert(c.to_owned(), 1);
+                }
+            }
+            Observation::Missing | Observation::NonFinite => warmup.missing += 1,
+        }
+    }
+
+    /// Freezes the warm-up sample into the reference and opens the window. A series without a
+    /// usable value (all missing, ignored) stays unreferenced.
+    pub fn freeze(&mut self, reference: &ReferenceSettings, panes: usize) {
+        let Some(warmup) = self.warmup.take() else {
+            return;
+        };
+        self.reference_missing_rate = if warmup.total == 0 {
+            0.0
+        } else {
+            warmup.missing as f64 / warmup.total as f64
+        };
+        self.reference = match self.kind {
+            Some(FeatureKind::Numeric) => {
+                let sorted = sorted_finite(&warmup.numbers);
+                FineGrid::from_sorted(&sorted, reference.bins, reference.sketch_refinement)
+                    .ok()
+                    .map(|grid| {
+                        let mut cells = vec![0u64; grid.cells()];
+                        for &x in &sorted {
+                            cells[grid.cell_of(x)] += 1;
+                        }
+                        let counts = grid.coarse_counts(&cells);
+                        let n = sorted.len() as f64;
+                        let mean = sorted.iter().sum::<f64>() / n;
+                        let variance =
+                            sorted.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / n;
+                        Reference::Numeric {
+                            sample: ReferenceSample::new(sorted, grid),
+                            counts,
+                            std_dev: variance.sqrt(),
+                        }
+                    })
+            }
+            Some(FeatureKind::Categorical) if !warmup.categories.is_empty() => {
+                let bins = CategoricalBins::from_counts(
+                    warmup.categories.iter().map(|(k, v)| (k.as_str(), *v)),
+                    reference.max_categories,
+                );
+                let mut counts = vec![0u64; bins.len()];
+                for (category, count) in &warmup.categories {
+                    counts[bins.bin_of(category)] += count;
+                }
+                Some(Reference::Categorical { bins, counts })
+            }
+            _ => None,
+        };
+        self.window = self.reference.as_ref().and_then(|r| {
+            let cells = match r {
+                Reference::Numeric { sample, .. } => sample.grid().cells(),
+                Reference::Categorical { bins, .. } => bins.len(),
+            };
+            PaneWindow::new(cells, panes).ok()
+        });
+    }
+
+    /// Records an observation into pane `pane` of the window.
+    #[inline]
+    pub fn record(&mut self, pane: i64, observation: Observation<'_>) {
+        let observation = self.count_quality(observation);
+        let (Some(reference), Some(window)) = (self.reference.as_ref(), self.window.as_mut())
+        else {
+            return;
+        };
+        match (reference, observation) {
+            (Reference::Numeric { sample, .. }, Observation::Number(x)) => {
+                let grid = sample.grid();
+                let cell = grid.cell_of(x);
+                if cell == 0 || cell == grid.cells() - 1 {
+                    self.quality.out_of_range += 1;
+                }
+                window.record_value(pane, cell, x);
+            }
+            (Reference::Categorical { bins, .. }, Observation::Category(c)) => {
+                let bin = bins.bin_of(c);
+                if bin == bins.len() - 1 {
+                    self.quality.unseen_category += 1;
+                }
+                window.record(pane, bin);
+            }
+            _ => window.record_missing(pane),
+        }
+    }
+
+    /// Closes the window's panes up to `through`.
+    pub fn close_through(&mut self, through: i64) {
+        if let Some(window) = self.window.as_mut() {
+            window.close_through(through);
+        }
+    }
+
+    /// Runs the enabled detectors on the current window. `None` when unreferenced or when the
+    /// window holds fewer than `min_samples` observations (insufficient data).
+    pub fn evaluate(&self, detectors: &DetectorSettings) -> Option<SeriesEvaluation> {
+        let (reference, window) = (self.reference.as_ref()?, self.window.as_ref()?);
+        let window_count = window.count();
+        if window_count < detectors.min_samples {
+            return None;
+        }
+        let mut results = Vec::new();
+        let retrain = |action| action == super::settings::Action::Retrain;
+        let (reference_counts, current_counts, reference_count) = match reference {
+            Reference::Numeric {
+                sample,
+                counts,
+                std_dev,
+            } => {
+                let current = sample.grid().coarse_counts(window.counts());
+                let sketch = WindowSketch {
+                    cell_counts: window.counts(),
+                    low_tail_sum: window.sums().low_tail_sum,
+                    high_tail_sum: window.sums().high_tail_sum,
+                };
+                if detectors.ks.enabled {
+                    if let Ok(ks) = ks_from_sketch(sample, &sketch) {
+                        results.push(DetectorResult {
+                            detector: Cow::Borrowed("ks"),
+                            statistic: ks.estimate.value,
+                            p_value: Some(ks.p_value),
+                            threshold: detectors.ks.p_value,
+                            error_bound: Some(ks.estimate.error_bound),
+                            retrain: retrain(detectors.ks.action),
+                        });
+                    }
+                }
+                if detectors.wasserstein.enabled && *std_dev > 0.0 {
+                    if let Ok(w) = wasserstein_from_sketch(sample, &sketch) {
+                        results.push(DetectorResult {
+                            detector: Cow::Borrowed("wasserstein"),
+                            statistic: w.value / std_dev,
+                            p_value: None,
+                            threshold: detectors.wasserstein.threshold,
+                            error_bound: Some(w.error_bound / std_dev),
+                            retrain: retrain(detectors.wasserstein.action),
+                        });
+                    }
+                }
+                (counts.as_slice(), current, sample.len() as u64)
+            }
+            Reference::Categorical { counts, .. } => {
+                let current = window.counts().to_vec();
+                if detectors.chi2.enabled {
+                    if let Ok(chi2) = chi2_homogeneity(counts, &current) {
+                        results.push(DetectorResult {
+                            detector: Cow::Borrowed("chi2"),
+                            statistic: chi2.statistic,
+                            p_value: Some(chi2.p_value),
+                            threshold: detectors.chi2.p_value,
+                            error_bound: None,
+                            retrain: retrain(detectors.chi2.action),
+                        });
+                    }
+                }
+                (counts.as_slice(), current, counts.iter().sum())
+            }
+        };
+        if detectors.psi.enabled {
+            if let Ok(value) = psi(reference_counts, &current_counts) {
+                results.push(DetectorResult {
+                    detector: Cow::Borrowed("psi"),
+                    statistic: value,
+                    p_value: None,
+                    threshold: detectors.psi.threshold,
+                    error_bound: None,
+                    retrain: retrain(detectors.psi.action),
+                });
+            }
+        }
+        if detectors.js.enabled {
+            if let Ok(value) = jensen_shannon(reference_counts, &current_counts) {
+                results.push(DetectorResult {
+                    detector: Cow::Borrowed("js"),
+                    statistic: value,
+                    p_value: None,
+                    threshold: detectors.js.threshold,
+                    error_bound: None,
+                    retrain: retrain(detectors.js.action),
+                });
+            }
+        }
+        if detectors.missing_rate.enabled {
+            let missing = window.sums().missing;
+            let rate = missing as f64 / (missing + window_count) as f64;
+            results.push(DetectorResult {
+                detector: Cow::Borrowed("missing_rate"),
+                statistic: rate - self.reference_missing_rate,
+                p_value: None,
+                threshold: detectors.missing_rate.max_increase,
+                error_bound: None,
+                retrain: retrain(detectors.missing_rate.action),
+            });
+        }
+        Some(SeriesEvaluation {
+            results,
+            reference_count,
+            window_count,
+            evidence_sha256: evidence(reference_counts, &current_counts, window.sums().missing),
+        })
+    }
+
+    /// `(oldest, newest)` closed pane indices in the window.
+    pub fn pane_range(&self) -> Option<(i64, i64)> {
+        self.window.as_ref()?.pane_range()
+    }
+}
+
+/// SHA-256 over the two histograms and the window's missing count: what an auditor needs to
+/// re-derive every statistic of the evaluation.
+fn evidence(reference: &[u64], current: &[u64], missing: u64) -> String {
+    let mut hasher = Sha256::new();
+    for side in [reference, current] {
+        hasher.update((side.len() as u64).to_le_bytes());
+        for count in side {
+            hasher.update(count.to_le_bytes());
+        }
+    }
+    hasher.update(missing.to_le_bytes());
+    hex(&hasher.finalize())
+}

@@ -1,0 +1,13 @@
+//! The monitor: pure, deterministic, event-time driven drift monitoring (DESIGN §1).
+//!
+//! Owns: per (model, version) state — references, pane windows, detectors, alert policy —
+//! and the outputs they produce. Must not touch: clocks, I/O, tokio, rdkafka. The same input
+//! sequence gives the same outputs, byte for byte, whether it comes from Kafka, a replay file
+//! or a test.
+
+pub mod engine;
+pub mod feature;
+pub mod model;
+pub mod output;
+pub mod policy;
+pub mod settings;

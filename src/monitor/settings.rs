@@ -1,0 +1,470 @@
+//! Monitor settings: windows, references, detectors, policy, and per-model / per-feature
+//! overrides. Part of the service configuration (`[monitor]` in the TOML file); pure data with
+//! defaults and validation, so the engine can be built from them without any I/O.
+//!
+//! Models and features are discovered from events (DESIGN §2): with no `[[monitor.models]]`
+//! entry at all, every model gets the defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::adwin::AdwinParams;
+
+/// What a breach leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// The alert counts towards a retrain request.
+    Retrain,
+    /// The alert is published but never triggers retraining.
+    AlertOnly,
+}
+
+/// A distance detector with a threshold (PSI, JS, Wasserstein).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistanceRule {
+    /// Whether the detector runs.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Breach when the statistic is ≥ this.
+    pub threshold: f64,
+    /// What a breach leads to.
+    #[serde(default = "retrain")]
+    pub action: Action,
+}
+
+/// A test detector with a significance level (KS, chi²).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRule {
+    /// Whether the detector runs.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Breach when the p-value (after Benjamini–Hochberg, if enabled) is < this.
+    pub p_value: f64,
+    /// What a breach leads to.
+    #[serde(default = "retrain")]
+    pub action: Action,
+}
+
+/// Missing-rate check: breach when the window's missing rate exceeds the reference's by more
+/// than `max_increase` (absolute).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingRule {
+    /// Whether the check runs.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Allowed absolute increase of the missing rate.
+    pub max_increase: f64,
+    /// What a breach leads to.
+    #[serde(default = "alert_only")]
+    pub action: Action,
+}
+
+fn yes() -> bool {
+    true
+}
+fn retrain() -> Action {
+    Action::Retrain
+}
+fn alert_only() -> Action {
+    Action::AlertOnly
+}
+
+/// The detectors run on each feature, with their thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorSettings {
+    /// Population stability index on the reference bins (numeric and categorical).
+    pub psi: DistanceRule,
+    /// Jensen–Shannon distance (base 2) on the reference bins.
+    pub js: DistanceRule,
+    /// Two-sample KS from the window sketch (numeric).
+    pub ks: TestRule,
+    /// Wasserstein-1 from the window sketch, in units of the reference's standard deviation
+    /// (numeric), so one threshold fits features of any scale.
+    pub wasserstein: DistanceRule,
+    /// Chi² test of homogeneity (categorical).
+    pub chi2: TestRule,
+    /// Missing-rate increase.
+    pub missing_rate: MissingRule,
+    /// Window observations needed before a feature is evaluated ("insufficient data" below).
+    pub min_samples: u64,
+}
+
+impl Default for DetectorSettings {
+    fn default() -> Self {
+        Self {
+            psi: DistanceRule {
+                enabled: true,
+                threshold: 0.2,
+                action: Action::Retrain,
+            },
+            js: DistanceRule {
+                enabled: false,
+                threshold: 0.1,
+                action: Action::AlertOnly,
+            },
+            ks: TestRule {
+                enabled: true,
+                p_value: 0.001,
+                action: Action::Retrain,
+            },
+            wasserstein: DistanceRule {
+                enabled: false,
+                threshold: 0.25,
+                action: Action::AlertOnly,
+            },
+            chi2: TestRule {
+                enabled: true,
+                p_value: 0.001,
+                action: Action::Retrain,
+            },
+            missing_rate: MissingRule {
+                enabled: true,
+                max_increase: 0.1,
+                action: Action::AlertOnly,
+            },
+            min_samples: 200,
+        }
+    }
+}
+
+/// Partial detector settings for overrides: every field optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorOverrides {
+    /// Overrides `psi`.
+    pub psi: Option<DistanceRule>,
+    /// Overrides `js`.
+    pub js: Option<DistanceRule>,
+    /// Overrides `ks`.
+    pub ks: Option<TestRule>,
+    /// Overrides `wasserstein`.
+    pub wasserstein: Option<DistanceRule>,
+    /// Overrides `chi2`.
+    pub chi2: Option<TestRule>,
+    /// Overrides `missing_rate`.
+    pub missing_rate: Option<MissingRule>,
+    /// Overrides `min_samples`.
+    pub min_samples: Option<u64>,
+}
+
+impl DetectorSettings {
+    /// These settings with `overrides` applied.
+    pub fn with(&self, overrides: &DetectorOverrides) -> Self {
+        Self {
+            psi: overrides.psi.unwrap_or(self.psi),
+            js: overrides.js.unwrap_or(self.js),
+            ks: overrides.ks.unwrap_or(self.ks),
+            wasserstein: overrides.wasserstein.unwrap_or(self.wasserstein),
+            chi2: overrides.chi2.unwrap_or(self.chi2),
+            missing_rate: overrides.missing_rate.unwrap_or(self.missing_rate),
+            min_samples: overrides.min_samples.unwrap_or(self.min_samples),
+        }
+    }
+}
+
+/// Event-time windows (DESIGN §3).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSettings {
+    /// Pane length P.
+    pub pane_ms: i64,
+    /// Window length W, in panes.
+    pub panes: usize,
+    /// How far behind the newest event time an event may arrive and still count.
+    pub allowed_lateness_ms: i64,
+}
+
+impl Default for WindowSettings {
+    fn default() -> Self {
+        Self {
+            pane_ms: 60_000,
+            panes: 60,
+            allowed_lateness_ms: 5_000,
+        }
+    }
+}
+
+/// How references are built.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReferenceSettings {
+    /// Warm-up: the first N events of a model version form its reference, then it freezes.
+    pub warmup_events: u64,
+    /// Reference bins B for numeric features.
+    pub bins: usize,
+    /// Sketch cells per reference bin (window KS/Wasserstein resolution: the KS error bound is
+    /// about 1 / (bins × sketch_refinement) when nothing drifted).
+    pub sketch_refinement: usize,
+    /// Categories kept per categorical feature (most frequent); the rest go to `__other__`.
+    pub max_categories: usize,
+}
+
+impl Default for ReferenceSettings {
+    fn default() -> Self {
+        Self {
+            warmup_events: 10_000,
+            bins: 10,
+            sketch_refinement: 16,
+            max_categories: 50,
+        }
+    }
+}
+
+/// Alert and retrain policy (DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicySettings {
+    /// k: consecutive breaching evaluations to fire, consecutive clean ones to resolve.
+    pub consecutive: u32,
+    /// m: a feature counts as drifted when at least this many of its detectors fire.
+    pub votes: u32,
+    /// Apply Benjamini–Hochberg across the features of one evaluation to p-value detectors.
+    pub benjamini_hochberg: bool,
+    /// n: a data-drift retrain request needs this many drifted features (or the prediction
+    /// drifting).
+    pub drifted_features_for_retrain: usize,
+    /// Minimum event time between two retrain requests of one model version.
+    pub cooldown_ms: i64,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            consecutive: 2,
+            votes: 1,
+            benjamini_hochberg: true,
+            drifted_features_for_retrain: 2,
+            cooldown_ms: 6 * 3_600_000,
+        }
+    }
+}
+
+/// Prediction monitoring.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictionSettings {
+    /// ADWIN on the score stream.
+    pub adwin: AdwinParams,
+    /// Whether ADWIN on the score runs.
+    pub adwin_enabled: bool,
+}
+
+impl Default for PredictionSettings {
+    fn default() -> Self {
+        Self {
+            adwin: AdwinParams::default(),
+            adwin_enabled: true,
+        }
+    }
+}
+
+/// A feature's declared type, overriding discovery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeatureKind {
+    /// Numbers.
+    Numeric,
+    /// Labels (strings, booleans).
+    Categorical,
+    /// Not monitored.
+    Ignore,
+}
+
+/// Per-feature overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FeatureOverrides {
+    /// Declared type (otherwise taken from the first non-null value).
+    #[serde(rename = "type")]
+    pub kind: Option<FeatureKind>,
+    /// Detector overrides for this feature.
+    pub detectors: DetectorOverrides,
+}
+
+/// Per-model overrides.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelOverrides {
+    /// Model id these apply to.
+    pub id: String,
+    /// Warm-up length for this model.
+    pub warmup_events: Option<u64>,
+    /// Baseline profile file (from `driftwatch baseline`) used as the reference instead of a
+    /// warm-up.
+    pub baseline: Option<String>,
+    /// Detector overrides for every feature of this model.
+    pub detectors: DetectorOverrides,
+    /// Per-feature overrides, by feature name.
+    pub features: BTreeMap<String, FeatureOverrides>,
+}
+
+/// Everything the monitor needs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorSettings {
+    /// Windows.
+    pub windows: WindowSettings,
+    /// References.
+    pub reference: ReferenceSettings,
+    /// Default detectors for every feature.
+    pub detectors: DetectorSettings,
+    /// Alert and retrain policy.
+    pub policy: PolicySettings,
+    /// Prediction monitoring.
+    pub prediction: PredictionSettings,
+    /// Per-model overrides.
+    pub models: Vec<ModelOverrides>,
+}
+
+impl MonitorSettings {
+    /// Every problem with these settings, each prefixed by its key path.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let w = &self.windows;
+        if w.pane_ms <= 0 {
+            problems.push(format!(
+                "monitor.windows.pane_ms: must be > 0, got {}",
+                w.pane_ms
+            ));
+        }
+        if w.panes == 0 {
+            problems.push("monitor.windows.panes: must be >= 1".to_owned());
+        }
+        if w.allowed_lateness_ms < 0 {
+            problems.push(format!(
+                "monitor.windows.allowed_lateness_ms: must be >= 0, got {}",
+                w.allowed_lateness_ms
+            ));
+        }
+        let r = &self.reference;
+        if r.warmup_events == 0 {
+            problems.push("monitor.reference.warmup_events: must be >= 1".to_owned());
+        }
+        if !(2..=1000).contains(&r.bins) {
+            problems.push(format!(
+                "monitor.reference.bins: must be in 2..=1000, got {}",
+                r.bins
+            ));
+        }
+        if !(1..=256).contains(&r.sketch_refinement) {
+            problems.push(format!(
+                "monitor.reference.sketch_refinement: must be in 1..=256, got {}",
+                r.sketch_refinement
+            ));
+        }
+        if r.max_categories == 0 {
+            problems.push("monitor.reference.max_categories: must be >= 1".to_owned());
+        }
+        validate_detectors("monitor.detectors", &self.detectors, &mut problems);
+        let p = &self.policy;
+        if p.consecutive == 0 {
+            problems.push("monitor.policy.consecutive: must be >= 1".to_owned());
+        }
+        if p.votes == 0 {
+            problems.push("monitor.policy.votes: must be >= 1".to_owned());
+        }
+        if p.drifted_features_for_retrain == 0 {
+            problems.push("monitor.policy.drifted_features_for_retrain: must be >= 1".to_owned());
+        }
+        if p.cooldown_ms < 0 {
+            problems.push("monitor.policy.cooldown_ms: must be >= 0".to_owned());
+        }
+        for problem in self.prediction.adwin.validate() {
+            problems.push(format!("monitor.prediction.adwin: {problem}"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, model) in self.models.iter().enumerate() {
+            let path = format!("monitor.models[{i}]");
+            if model.id.is_empty() {
+                problems.push(format!("{path}.id: must not be empty"));
+            } else if !seen.insert(model.id.as_str()) {
+                problems.push(format!("{path}.id: duplicate model id {:?}", model.id));
+            }
+            if model.warmup_events == Some(0) {
+                problems.push(format!("{path}.warmup_events: must be >= 1"));
+            }
+            let detectors = self.detectors.with(&model.detectors);
+            validate_detectors(&format!("{path}.detectors"), &detectors, &mut problems);
+            for (name, feature) in &model.features {
+                validate_detectors(
+                    &format!("{path}.features.{name}.detectors"),
+                    &detectors.with(&feature.detectors),
+                    &mut problems,
+                );
+            }
+        }
+        problems
+    }
+
+    /// Overrides for a model, if configured.
+    pub fn model(&self, model_id: &str) -> Option<&ModelOverrides> {
+        self.models.iter().find(|m| m.id == model_id)
+    }
+}
+
+fn validate_detectors(path: &str, d: &DetectorSettings, problems: &mut Vec<String>) {
+    for (name, rule) in [
+        ("psi", &d.psi),
+        ("js", &d.js),
+        ("wasserstein", &d.wasserstein),
+    ] {
+        if !(rule.threshold.is_finite() && rule.threshold > 0.0) {
+            problems.push(format!(
+                "{path}.{name}.threshold: must be a positive number, got {}",
+                rule.threshold
+            ));
+        }
+    }
+    for (name, rule) in [("ks", &d.ks), ("chi2", &d.chi2)] {
+        if !(rule.p_value > 0.0 && rule.p_value < 1.0) {
+            problems.push(format!(
+                "{path}.{name}.p_value: must be in (0, 1), got {}",
+                rule.p_value
+            ));
+        }
+    }
+    if !(d.missing_rate.max_increase > 0.0 && d.missing_rate.max_increase <= 1.0) {
+        problems.push(format!(
+            "{path}.missing_rate.max_increase: must be in (0, 1], got {}",
+            d.missing_rate.max_increase
+        ));
+    }
+    if d.min_samples == 0 {
+        problems.push(format!("{path}.min_samples: must be >= 1"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(MonitorSettings::default().validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut settings = MonitorSettings::default();
+        settings.windows.pane_ms = 0;
+        settings.reference.bins = 1;
+        settings.detectors.ks.p_value = 2.0;
+        settings.models.push(ModelOverrides {
+            id: "a".into(),
+            ..Default::default()
+        });
+        settings.models.push(ModelOverrides {
+            id: "a".into(),
+            ..Default::default()
+        });
+        let problems = settings.validate();
+        assert!(problems.len() >= 4, "{problems:?}");
+        assert!(problems.iter().any(|p| p.contains("duplicate model id")));
+    }
+}

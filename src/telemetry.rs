@@ -1,0 +1,260 @@
+//! Telemetry: the Prometheus metrics (DESIGN §7 names, contract) and tracing setup.
+//!
+//! Owns: metric definitions and their registry. Label cardinality is bounded: per-feature
+//! drift-score gauges are optional and capped (`metrics.max_feature_series`); beyond the cap a
+//! series is simply not exported (and a counter says how many were dropped).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use prometheus::{GaugeVec, TextEncoder};
+use prometheus::{
+    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+
+/// Every metric driftwatch exports.
+pub struct Metrics {
+    registry: Registry,
+    /// `driftwatch_events_total{topic,outcome}`: consumed messages by outcome
+    /// (accepted, late, label, dead_letter).
+    pub events: IntCounterVec,
+    /// `driftwatch_drift_score{model,version,subject,detector}`: latest statistic.
+    pub drift_score: GaugeVec,
+    /// `driftwatch_alerts_total{model,detector,state}`: published alert transitions.
+    pub alerts: IntCounterVec,
+    /// `driftwatch_retrain_requests_total{model,trigger}`: published retrain requests.
+    pub retrain_requests: IntCounterVec,
+    /// `driftwatch_late_events_total`: events dropped for arriving after their pane closed.
+    pub late_events: IntCounter,
+    /// `driftwatch_dlq_total{reason}`: messages sent to the dead-letter topic.
+    pub dlq: IntCounterVec,
+    /// `driftwatch_process_seconds`: time to decode and process one message.
+    pub process_seconds: Histogram,
+    /// `driftwatch_consumer_lag{partition}`: high watermark minus position.
+    pub consumer_lag: IntGaugeVec,
+    /// `driftwatch_score_series_dropped_total`: drift-score series not exported (cap reached).
+    pub score_series_dropped: IntCounter,
+    /// `driftwatch_models`: model versions tracked.
+    pub models: IntGauge,
+    per_feature_gauges: bool,
+    max_feature_series: usize,
+    score_series: Mutex<HashSet<(String, String, String, String)>>,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    ///
+    /// # Errors
+    /// Only if a metric definition is invalid (a programming error caught by tests).
+    pub fn new(per_feature_gauges: bool, max_feature_series: usize) -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let events = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_events_total",
+                "Consumed messages by topic and outcome.",
+            ),
+            &["topic", "outcome"],
+        )?;
+        let drift_score = GaugeVec::new(
+            Opts::new(
+                "driftwatch_drift_score",
+                "Latest drift statistic per model, version, subject and detector.",
+            ),
+            &["model", "version", "subject", "detector"],
+        )?;
+        let alerts = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_alerts_total",
+                "Published drift alert transitions.",
+            ),
+            &["model", "detector", "state"],
+        )?;
+        let retrain_requests = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_retrain_requests_total",
+                "Published retrain requests.",
+            ),
+            &["model", "trigger"],
+        )?;
+        let late_events = IntCounter::new(
+            "driftwatch_late_events_total",
+            "Events dropped because their pane had already closed.",
+        )?;
+        let dlq = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_dlq_total",
+                "Messages sent to the dead-letter topic, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let process_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "driftwatch_process_seconds",
+                "Time to decode and process one message.",
+            )
+            .buckets(vec![
+                1e-7, 2.5e-7, 5e-7, 1e-6, 2.5e-6, 5e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2,
+            ]),
+        )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "driftwatch_consumer_lag",
+                "Messages between the consumer position and the high watermark.",
+            ),
+            &["partition"],
+        )?;
+        let score_series_dropped = IntCounter::new(
+            "driftwatch_score_series_dropped_total",
+            "Drift-score updates not exported because the series cap was reached.",
+        )?;
+        let models = IntGauge::new("driftwatch_models", "Model versions tracked.")?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(drift_score.clone()))?;
+        registry.register(Box::new(alerts.clone()))?;
+        registry.register(Box::new(retrain_requests.clone()))?;
+        registry.register(Box::new(late_events.clone()))?;
+        registry.register(Box::new(dlq.clone()))?;
+        registry.register(Box::new(process_seconds.clone()))?;
+        registry.register(Box::new(consumer_lag.clone()))?;
+        registry.register(Box::new(score_series_dropped.clone()))?;
+        registry.register(Box::new(models.clone()))?;
+        Ok(Self {
+            registry,
+            events,
+            drift_score,
+            alerts,
+            retrain_requests,
+            late_events,
+            dlq,
+            process_seconds,
+            consumer_lag,
+            score_series_dropped,
+            models,
+            per_feature_gauges,
+            max_feature_series,
+            score_series: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Sets a drift-score gauge, respecting the cardinality settings: the prediction's and
+    /// performance series are always exported; feature series only when enabled and under the
+    /// cap.
+    pub fn set_drift_score(
+        &self,
+        model: &str,
+        version: &str,
+        subject: &str,
+        detector: &str,
+        value: f64,
+    ) {
+        let is_feature = !subject.starts_with("__");
+        if is_feature {
+            if !self.per_feature_gauges {
+                return;
+            }
+            let key = (
+                model.to_owned(),
+                version.to_owned(),
+                subject.to_owned(),
+                detector.to_owned(),
+            );
+            let Ok(mut series) = self.score_series.lock() else {
+                return;
+            };
+            if !series.contains(&key) {
+                if series.len() >= self.max_feature_series {
+                    self.score_series_dropped.inc();
+                    return;
+                }
+                series.insert(key);
+            }
+        }
+        self.drift_score
+            .with_label_values(&[model, version, subject, detector])
+            .set(value);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_else(|error| format!("# encoding failed: {error}\n"))
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global tracing subscriber writing to stderr; `RUST_LOG` filters (default
+/// `info`). Calling it twice is harmless.
+pub fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_design_metric_names() {
+        let metrics = Metrics::new(true, 2).unwrap();
+        metrics
+            .events
+            .with_label_values(&["inference.predictions", "accepted"])
+            .inc();
+        metrics.late_events.inc();
+        metrics.dlq.with_label_values(&["truncated"]).inc();
+        metrics
+            .alerts
+            .with_label_values(&["m", "psi", "FIRING"])
+            .inc();
+        metrics
+            .retrain_requests
+            .with_label_values(&["m", "DATA_DRIFT"])
+            .inc();
+        metrics.consumer_lag.with_label_values(&["0"]).set(3);
+        metrics.process_seconds.observe(1e-6);
+        metrics.set_drift_score("m", "1", "amount", "psi", 0.3);
+        let text = metrics.render();
+        for name in [
+            "driftwatch_events_total",
+            "driftwatch_drift_score",
+            "driftwatch_alerts_total",
+            "driftwatch_retrain_requests_total",
+            "driftwatch_late_events_total",
+            "driftwatch_dlq_total",
+            "driftwatch_process_seconds",
+            "driftwatch_consumer_lag",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn feature_series_are_capped() {
+        let metrics = Metrics::new(true, 2).unwrap();
+        for feature in ["a", "b", "c", "d"] {
+            metrics.set_drift_score("m", "1", feature, "psi", 1.0);
+        }
+        metrics.set_drift_score("m", "1", "__prediction__", "psi", 1.0);
+        assert_eq!(metrics.score_series_dropped.get(), 2);
+        let text = metrics.render();
+        assert!(text.contains("subject=\"__prediction__\""));
+        assert!(!text.contains("subject=\"c\""));
+    }
+}
