@@ -12,7 +12,7 @@
 //! before they are handed over; their engines are dropped and the new owner re-warms (state
 //! hand-off through the changelog is a later issue).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -32,6 +32,7 @@ use crate::monitor::engine::{Disposition, Engine};
 use crate::monitor::model::{ModelStatus, SourcePosition};
 use crate::monitor::output::Output;
 use crate::telemetry::Metrics;
+use prometheus::IntCounter;
 
 use super::settings::{consumer_settings, producer_settings};
 
@@ -141,12 +142,16 @@ impl ProducerContext for DeliveryContext {
 
 type OutputProducer = ThreadedProducer<DeliveryContext>;
 
-/// Offsets handled but not yet committed, per (topic, partition): the next offset to read.
+/// Partitions revoked by the last rebalance, for the loop to drop their engines.
+///
+/// No offsets are tracked here: messages are handled synchronously between polls, so the
+/// consumer's position *is* the next unhandled offset, and commits use it directly. The hot
+/// path therefore shares nothing with the rebalance callback.
 #[derive(Default)]
 struct Pending {
-    offsets: BTreeMap<(String, i32), i64>,
     revoked: Vec<(String, i32)>,
-    assigned_once: bool,
+    /// Set with `revoked`; the loop checks this flag (no lock) before looking.
+    any: Arc<AtomicBool>,
 }
 
 struct BusContext {
@@ -187,18 +192,30 @@ impl ConsumerContext for BusContext {
         // Hand over cleanly: everything produced for these partitions must be acknowledged
         // before their offsets are committed for the next owner.
         let delivered = flush(&self.producer, &self.tracker).is_ok();
-        let Ok(mut pending) = self.pending.lock() else {
-            return;
-        };
         let mut commit = TopicPartitionList::new();
-        for element in revoked.elements() {
-            let key = (element.topic().to_owned(), element.partition());
-            if let Some(offset) = pending.offsets.remove(&key) {
-                if delivered {
-                    let _ = commit.add_partition_offset(&key.0, key.1, Offset::Offset(offset));
+        if delivered {
+            if let Ok(positions) = consumer.position() {
+                for element in positions.elements() {
+                    let revoked_here = revoked.elements().iter().any(|r| {
+                        r.topic() == element.topic() && r.partition() == element.partition()
+                    });
+                    if let (true, Offset::Offset(offset)) = (revoked_here, element.offset()) {
+                        let _ = commit.add_partition_offset(
+                            element.topic(),
+                            element.partition(),
+                            Offset::Offset(offset),
+                        );
+                    }
                 }
             }
-            pending.revoked.push(key);
+        }
+        if let Ok(mut pending) = self.pending.lock() {
+            for element in revoked.elements() {
+                pending
+                    .revoked
+                    .push((element.topic().to_owned(), element.partition()));
+                pending.any.store(true, Ordering::Release);
+            }
         }
         if commit.count() > 0 {
             if let Err(error) = consumer.commit(&commit, CommitMode::Sync) {
@@ -218,9 +235,6 @@ impl ConsumerContext for BusContext {
                 message = "Partitions assigned.",
                 partitions = assigned.count()
             );
-            if let Ok(mut pending) = self.pending.lock() {
-                pending.assigned_once = true;
-            }
             self.shared.ready.store(true, Ordering::Release);
         }
     }
@@ -260,6 +274,33 @@ fn decoder(config: &Config, format: InputFormat, kind: EventKind) -> Decoder {
     }
 }
 
+/// What happened to a message, as counted in `driftwatch_events_total{outcome}`.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Accepted = 0,
+    Late = 1,
+    Label = 2,
+    DeadLetter = 3,
+}
+
+impl Outcome {
+    const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Late,
+        Outcome::Label,
+        Outcome::DeadLetter,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Late => "late",
+            Outcome::Label => "label",
+            Outcome::DeadLetter => "dead_letter",
+        }
+    }
+}
+
 /// The loop's working state.
 struct Loop<'a> {
     config: &'a Config,
@@ -270,6 +311,12 @@ struct Loop<'a> {
     predictions: Decoder,
     labels: Decoder,
     engines: HashMap<i32, Engine>,
+    /// `driftwatch_events_total` children resolved once: [predictions, labels] × outcome,
+    /// so the per-message path does no label lookup (which takes a lock in prometheus).
+    outcome_counters: [[IntCounter; 4]; 2],
+    revocations: Arc<AtomicBool>,
+    /// Messages handled since the last commit.
+    uncommitted: bool,
     summary: RunSummary,
     observer: &'a mut dyn Observer,
 }
@@ -299,6 +346,7 @@ pub fn run(
             .map_err(ServiceError::Setup)?,
     );
     let pending = Arc::new(Mutex::new(Pending::default()));
+    let revocations = pending.lock().map(|p| p.any.clone()).unwrap_or_default();
     let mut consumer_config = ClientConfig::new();
     for (key, value) in consumer_settings(config) {
         consumer_config.set(key, value);
@@ -327,6 +375,7 @@ pub fn run(
         predictions = %config.topics.predictions,
         labels = %config.topics.labels
     );
+    let metrics_source = shared.clone();
     let mut state = Loop {
         config,
         shared,
@@ -336,6 +385,16 @@ pub fn run(
         predictions: decoder(config, config.formats.predictions, EventKind::Prediction),
         labels: decoder(config, config.formats.labels, EventKind::Label),
         engines: HashMap::new(),
+        outcome_counters: [&config.topics.predictions, &config.topics.labels].map(|topic| {
+            Outcome::ALL.map(|outcome| {
+                metrics_source
+                    .metrics
+                    .events
+                    .with_label_values(&[topic.as_str(), outcome.as_str()])
+            })
+        }),
+        revocations,
+        uncommitted: false,
         summary: RunSummary::default(),
         observer,
     };
@@ -397,8 +456,7 @@ impl Loop<'_> {
             &self.predictions
         };
         self.summary.consumed += 1;
-        let shared = self.shared.clone();
-        let metrics = &shared.metrics;
+        let topic_index = usize::from(topic == self.config.topics.labels);
         match decoder.decode(payload) {
             Ok(event) => {
                 let engine = match self.engines.get_mut(&partition) {
@@ -418,18 +476,18 @@ impl Loop<'_> {
                     },
                 );
                 let outcome = match disposition {
-                    Disposition::Accepted => "accepted",
+                    Disposition::Accepted => Outcome::Accepted,
                     Disposition::Late => {
-                        metrics.late_events.inc();
-                        "late"
+                        self.shared.metrics.late_events.inc();
+                        Outcome::Late
                     }
-                    Disposition::Label => "label",
+                    Disposition::Label => Outcome::Label,
                 };
-                metrics.events.with_label_values(&[topic, outcome]).inc();
+                self.outcome_counters[topic_index][outcome as usize].inc();
                 let outputs = engine.drain_outputs();
                 let evaluations = engine.drain_evaluations();
                 for record in &evaluations {
-                    metrics.set_drift_score(
+                    self.shared.metrics.set_drift_score(
                         &record.model_id,
                         &record.model_version,
                         &record.subject,
@@ -443,14 +501,11 @@ impl Loop<'_> {
             }
             Err(error) => self.dead_letter(message, &error)?,
         }
-        metrics
+        self.shared
+            .metrics
             .process_seconds
             .observe(started.elapsed().as_secs_f64());
-        if let Ok(mut pending) = self.pending.lock() {
-            pending
-                .offsets
-                .insert((topic.to_owned(), partition), offset + 1);
-        }
+        self.uncommitted = true;
         self.shared.handled.fetch_add(1, Ordering::Release);
         Ok(())
     }
@@ -585,31 +640,22 @@ impl Loop<'_> {
         )?;
         let metrics = &self.shared.metrics;
         metrics.dlq.with_label_values(&[reason]).inc();
-        metrics
-            .events
-            .with_label_values(&[message.topic(), "dead_letter"])
-            .inc();
+        let topic_index = usize::from(message.topic() == self.config.topics.labels);
+        self.outcome_counters[topic_index][Outcome::DeadLetter as usize].inc();
         self.summary.dead_letters += 1;
         self.observer.on_dead_letter(reason);
         Ok(())
     }
 
-    /// Flushes outputs, then commits every handled offset.
+    /// Flushes outputs, then commits the consumer's positions: every message before them has
+    /// been handled and its outputs acknowledged.
     fn commit(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
         flush(&self.producer, &self.tracker)?;
-        let offsets = match self.pending.lock() {
-            Ok(mut pending) => std::mem::take(&mut pending.offsets),
-            Err(_) => return Ok(()),
-        };
-        if offsets.is_empty() {
+        if !std::mem::take(&mut self.uncommitted) {
             return Ok(());
         }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &offsets {
-            let _ = list.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-        }
-        match consumer.commit(&list, CommitMode::Sync) {
-            Ok(()) => debug!(message = "Offsets committed.", partitions = offsets.len()),
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => debug!(message = "Offsets committed."),
             // Not fatal: the next commit carries newer offsets; a crash before it re-reads
             // (at-least-once). Rebalances in progress cause this routinely.
             Err(error) => {
@@ -620,6 +666,9 @@ impl Loop<'_> {
     }
 
     fn drop_revoked_engines(&mut self) {
+        if !self.revocations.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let revoked = match self.pending.lock() {
             Ok(mut pending) if !pending.revoked.is_empty() => std::mem::take(&mut pending.revoked),
             _ => return,

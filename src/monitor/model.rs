@@ -32,7 +32,18 @@ pub struct SourcePosition<'a> {
 }
 
 /// First and last offset seen per (topic, partition) in one pane.
-type PaneOffsets = BTreeMap<(String, i32), (i64, i64)>;
+/// Entries are few (one per input topic-partition feeding the model), so a vector searched by
+/// borrowed topic name keeps the per-event path free of allocation.
+type PaneOffsets = Vec<PaneOffsetRange>;
+
+/// First and last offset of one (topic, partition) in one pane.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PaneOffsetRange {
+    topic: String,
+    partition: i32,
+    first: i64,
+    last: i64,
+}
 
 /// One feature slot of a model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -276,13 +287,28 @@ impl ModelMonitor {
         } else {
             self.score.record(pane, score);
             self.class.record(pane, class);
-            self.open_panes.insert(pane);
-            let ranges = self.pane_offsets.entry(pane).or_default();
-            let range = ranges
-                .entry((source.topic.to_owned(), source.partition))
-                .or_insert((source.offset, source.offset));
-            range.0 = range.0.min(source.offset);
-            range.1 = range.1.max(source.offset);
+            if self.open_panes.last() != Some(&pane) {
+                self.open_panes.insert(pane);
+            }
+            let ranges = match self.pane_offsets.get_mut(&pane) {
+                Some(ranges) => ranges,
+                None => self.pane_offsets.entry(pane).or_default(),
+            };
+            match ranges
+                .iter_mut()
+                .find(|r| r.partition == source.partition && r.topic == source.topic)
+            {
+                Some(range) => {
+                    range.first = range.first.min(source.offset);
+                    range.last = range.last.max(source.offset);
+                }
+                None => ranges.push(PaneOffsetRange {
+                    topic: source.topic.to_owned(),
+                    partition: source.partition,
+                    first: source.offset,
+                    last: source.offset,
+                }),
+            }
         }
     }
 
@@ -616,10 +642,12 @@ impl ModelMonitor {
             .map_or(now, |p| p.saturating_mul(settings.windows.pane_ms));
         let mut ranges: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
         for pane in self.pane_offsets.values() {
-            for (key, &(from, to)) in pane {
-                let range = ranges.entry(key.clone()).or_insert((from, to));
-                range.0 = range.0.min(from);
-                range.1 = range.1.max(to);
+            for entry in pane {
+                let range = ranges
+                    .entry((entry.topic.clone(), entry.partition))
+                    .or_insert((entry.first, entry.last));
+                range.0 = range.0.min(entry.first);
+                range.1 = range.1.max(entry.last);
             }
         }
         let source_offsets = ranges

@@ -1,0 +1,321 @@
+//! Shared harness of the real-broker integration tests: a real Apache Kafka broker (started
+//! once by `scripts/kafka.sh`, or given by `DRIFTWATCH_KAFKA_BOOTSTRAP`), unique topics per
+//! test, the service loop on a thread, and readers of the output topics.
+#![allow(dead_code)]
+
+use std::borrow::Cow;
+use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use driftwatch::bus::service::{self, NoObserver, RunSummary, ServiceError, Shared};
+use driftwatch::config::Config;
+use driftwatch::event::{FeatureValue, Prediction, PredictionEvent};
+use driftwatch::telemetry::Metrics;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::TopicPartitionList;
+
+/// The broker's bootstrap address. Starts the project's real broker when none is given; never
+/// skips: these tests are the proof that driftwatch works on Kafka.
+pub fn bootstrap() -> String {
+    static BOOTSTRAP: OnceLock<String> = OnceLock::new();
+    BOOTSTRAP
+        .get_or_init(|| {
+            if let Ok(address) = std::env::var("DRIFTWATCH_KAFKA_BOOTSTRAP") {
+                if !address.is_empty() {
+                    return address;
+                }
+            }
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
+            let output = Command::new("bash")
+                .arg(script)
+                .arg("start")
+                .output()
+                .expect("cannot run scripts/kafka.sh");
+            assert!(
+                output.status.success(),
+                "scripts/kafka.sh start failed:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            String::from_utf8_lossy(&output.stdout).trim().to_owned()
+        })
+        .clone()
+}
+
+/// A name no other test run uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{prefix}-{}-{nanos}-{n}", std::process::id())
+}
+
+/// Creates topics (name, partitions) on the broker.
+pub fn create_topics(topics: &[(&str, i32)]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|(name, partitions)| NewTopic::new(name, *partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let results = runtime
+        .block_on(admin.create_topics(&new, &AdminOptions::new()))
+        .expect("create topics");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// A configuration for one test: its own topics (created here) and consumer group.
+pub fn test_config(name: &str, partitions: i32) -> Config {
+    let mut config = Config::default();
+    config.kafka.brokers = bootstrap();
+    config.kafka.group_id = unique(&format!("{name}-group"));
+    config.kafka.session_timeout_ms = 6_000;
+    config.topics.predictions = unique(&format!("{name}-predictions"));
+    config.topics.labels = unique(&format!("{name}-labels"));
+    config.topics.alerts = unique(&format!("{name}-alerts"));
+    config.topics.retrain = unique(&format!("{name}-retrain"));
+    config.topics.dlq = unique(&format!("{name}-dlq"));
+    config.topics.state = unique(&format!("{name}-state"));
+    config.http.enabled = false;
+    config.delivery.commit_interval_ms = 200;
+    config.monitor.reference.warmup_events = 2_000;
+    config.monitor.windows.panes = 3;
+    config.monitor.windows.allowed_lateness_ms = 1_000;
+    create_topics(&[
+        (&config.topics.predictions, partitions),
+        (&config.topics.labels, partitions),
+        (&config.topics.alerts, 1),
+        (&config.topics.retrain, 1),
+        (&config.topics.dlq, 1),
+    ]);
+    config
+}
+
+/// A running service instance.
+pub struct Instance {
+    pub shared: Arc<Shared>,
+    thread: JoinHandle<Result<RunSummary, ServiceError>>,
+}
+
+impl Instance {
+    /// Starts the service loop on a thread.
+    pub fn start(config: &Config) -> Self {
+        let shared = Arc::new(Shared::new(Metrics::new(true, 1_000).unwrap()));
+        let thread = {
+            let (config, shared) = (config.clone(), shared.clone());
+            std::thread::spawn(move || service::run(&config, shared, &mut NoObserver))
+        };
+        Self { shared, thread }
+    }
+
+    /// Messages handled so far.
+    pub fn handled(&self) -> u64 {
+        self.shared.handled.load(Ordering::Acquire)
+    }
+
+    /// Waits until `predicate(handled)` or panics after `timeout`.
+    pub fn wait_handled(&self, at_least: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.handled() < at_least {
+            assert!(
+                !self.thread.is_finished(),
+                "the service stopped early after {} messages",
+                self.handled()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "only {} of {at_least} messages handled in {timeout:?}",
+                self.handled()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Graceful stop (flush and commit), like SIGTERM.
+    pub fn stop(self) -> RunSummary {
+        self.shared.shutdown.store(true, Ordering::Release);
+        self.thread
+            .join()
+            .expect("service thread panicked")
+            .expect("service failed")
+    }
+}
+
+/// A producer for test input.
+pub fn producer() -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+/// Produces `(key, payload)` messages to `topic` and waits for their acknowledgement.
+pub fn produce(topic: &str, messages: &[(Vec<u8>, Vec<u8>)]) {
+    let producer = producer();
+    for (key, payload) in messages {
+        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, returned)) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A record read back from an output topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Vec<u8>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn header(&self, key: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+}
+
+/// Reads every record of `topic` (read_committed) until `expected` records arrived or the
+/// topic stayed quiet for `quiet` after at least `timeout`.
+pub fn read_all(topic: &str, expected: usize, timeout: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()
+        .expect("reader");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let deadline = Instant::now() + timeout;
+    let mut records = Vec::new();
+    while Instant::now() < deadline && records.len() < expected {
+        if let Some(Ok(message)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = message
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|header| (header.key.to_owned(), header.value.unwrap_or(&[]).to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            records.push(Record {
+                key: message.key().unwrap_or(&[]).to_vec(),
+                payload: message.payload().unwrap_or(&[]).to_vec(),
+                headers,
+            });
+        }
+    }
+    records
+}
+
+/// The group's committed offsets on `topic` (partition → offset).
+pub fn committed(config: &Config, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", &config.kafka.group_id)
+        .create()
+        .expect("offset reader");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(rdkafka::Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// End offsets of `topic` (partition → high watermark).
+pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("watermark reader");
+    (0..partitions)
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .expect("watermarks")
+                .1
+        })
+        .collect()
+}
+
+/// Headers helper for produced test messages.
+pub fn no_headers() -> OwnedHeaders {
+    OwnedHeaders::new()
+}
+
+/// A deterministic stream for one model: `amount` shifts by +1.5σ from `drift_at` on;
+/// `tenure` (numeric) and `plan` (categorical) never drift. 10 events per second.
+pub fn stream(model: &str, n: usize, drift_at: usize, seed: u64) -> Vec<PredictionEvent<'static>> {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use rand_distr::{Distribution, Normal};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    (0..n)
+        .map(|i| {
+            let amount: f64 =
+                100.0 + 20.0 * normal.sample(&mut rng) + if i >= drift_at { 30.0 } else { 0.0 };
+            let tenure = rng.random_range(1..=60) as f64;
+            let plan = ["basic", "plus", "pro"][rng.random_range(0..3)];
+            let score = 1.0 / (1.0 + (-(amount - 100.0) / 20.0).exp());
+            PredictionEvent {
+                event_id: Cow::Owned(format!("{model}-{i}")),
+                model_id: Cow::Owned(model.to_owned()),
+                model_version: Cow::Borrowed("1"),
+                timestamp: 1_767_225_600_000 + i as i64 * 100,
+                features: vec![
+                    (Cow::Borrowed("amount"), FeatureValue::Number(amount)),
+                    (Cow::Borrowed("tenure"), FeatureValue::Number(tenure)),
+                    (
+                        Cow::Borrowed("plan"),
+                        FeatureValue::Text(Cow::Borrowed(plan)),
+                    ),
+                ],
+                prediction: Prediction {
+                    score: Some(score),
+                    label: None,
+                    probabilities: None,
+                },
+                attributes: Vec::new(),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,314 @@
+//! The service on a real Apache Kafka broker (KRaft, started by `scripts/kafka.sh`):
+//! end-to-end detection in JSON and Avro, dead letters for every kind of malformed input,
+//! offsets advancing past poison messages, restart from committed offsets, and two instances
+//! of one consumer group splitting the partitions.
+
+mod common;
+
+use std::time::Duration;
+
+use apache_avro::reader::datum::GenericDatumReader;
+use common::*;
+use driftwatch::codec::{self, encode_prediction_avro, encode_prediction_json, frame_confluent};
+use driftwatch::config::{InputFormat, OutputFormat};
+use driftwatch::monitor::output::{AlertState, DriftAlert, RetrainRequest};
+
+const DRIFT_AT: usize = 6_000;
+const EVENTS: usize = 12_000;
+/// Event time of the first drifted event in `common::stream`.
+const DRIFT_TIME: i64 = 1_767_225_600_000 + DRIFT_AT as i64 * 100;
+
+fn check_alerts(alerts: &[DriftAlert]) {
+    let firing: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.state == AlertState::Firing)
+        .collect();
+    assert!(
+        firing.iter().any(|a| a.subject == "amount"),
+        "the drifted feature was not caught: {alerts:#?}"
+    );
+    for alert in &firing {
+        assert!(
+            alert.subject == "amount" || alert.subject == "__prediction__",
+            "false alarm on a stable feature: {alert:#?}"
+        );
+        assert!(
+            alert.detected_at > DRIFT_TIME,
+            "alert before the drift: {alert:#?}"
+        );
+        assert!(alert.emitted_at > 0);
+        assert_eq!(alert.evidence_sha256.len(), 64);
+    }
+}
+
+#[test]
+fn detects_drift_end_to_end_in_json() {
+    let config = test_config("e2e-json", 2);
+    let events = stream("fraud", EVENTS, DRIFT_AT, 1);
+    let messages: Vec<_> = events
+        .iter()
+        .map(|e| (e.model_id.as_bytes().to_vec(), encode_prediction_json(e)))
+        .collect();
+    produce(&config.topics.predictions, &messages);
+    let instance = Instance::start(&config);
+    instance.wait_handled(EVENTS as u64, Duration::from_secs(60));
+    let summary = instance.stop();
+    assert_eq!(summary.consumed, EVENTS as u64);
+    assert_eq!(summary.dead_letters, 0);
+
+    let records = read_all(
+        &config.topics.alerts,
+        summary.outputs as usize,
+        Duration::from_secs(20),
+    );
+    let alerts: Vec<DriftAlert> = records
+        .iter()
+        .map(|r| serde_json::from_slice(&r.payload).expect("alert JSON"))
+        .collect();
+    check_alerts(&alerts);
+    assert!(
+        records.iter().all(|r| r.key == b"fraud"),
+        "alerts are keyed by model id"
+    );
+
+    let requests = read_all(&config.topics.retrain, 1, Duration::from_secs(20));
+    let request: RetrainRequest =
+        serde_json::from_slice(&requests[0].payload).expect("retrain JSON");
+    assert_eq!(request.model_id, "fraud");
+    assert!(!request.source_offsets.is_empty());
+    assert!(request
+        .source_offsets
+        .iter()
+        .all(|r| r.topic == config.topics.predictions));
+}
+
+#[test]
+fn detects_drift_end_to_end_in_avro() {
+    let mut config = test_config("e2e-avro", 2);
+    config.formats.predictions = InputFormat::Avro;
+    config.formats.outputs = OutputFormat::Avro;
+    let events = stream("fraud", EVENTS, DRIFT_AT, 2);
+    let messages: Vec<_> = events
+        .iter()
+        .map(|e| (e.model_id.as_bytes().to_vec(), encode_prediction_avro(e)))
+        .collect();
+    produce(&config.topics.predictions, &messages);
+    let instance = Instance::start(&config);
+    instance.wait_handled(EVENTS as u64, Duration::from_secs(60));
+    let summary = instance.stop();
+    assert_eq!(summary.dead_letters, 0);
+
+    let records = read_all(
+        &config.topics.alerts,
+        summary.outputs as usize,
+        Duration::from_secs(20),
+    );
+    let schema = codec::avro::drift_alert_schema();
+    let alerts: Vec<DriftAlert> = records
+        .iter()
+        .map(|r| {
+            let mut bytes = r.payload.as_slice();
+            let value = GenericDatumReader::builder(schema)
+                .build()
+                .unwrap()
+                .read_value(&mut bytes)
+                .expect("alert Avro");
+            assert!(bytes.is_empty());
+            apache_avro::from_value(&value).expect("alert record")
+        })
+        .collect();
+    check_alerts(&alerts);
+}
+
+/// Every kind of malformed input goes to the dead-letter topic with its original bytes and a
+/// reason, the valid events around it are processed, and the committed offsets move past it.
+#[test]
+fn poison_messages_go_to_the_dead_letter_topic_and_offsets_advance() {
+    let mut config = test_config("poison", 1);
+    config.formats.max_message_bytes = 4_096;
+    let valid = stream("m", 300, usize::MAX, 3);
+    let mut messages: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let poison: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid_json", b"{\"event_id\": \"e\", \"model_id\"".to_vec()),
+        (
+            "wrong_type",
+            br#"{"event_id":"e","model_id":"m","model_version":"1","timestamp":"noon","features":{},"prediction":{}}"#.to_vec(),
+        ),
+        (
+            "missing_field",
+            br#"{"event_id":"e","model_version":"1","timestamp":1,"features":{},"prediction":{}}"#.to_vec(),
+        ),
+        ("oversized", {
+            let mut big = b"{\"event_id\":\"".to_vec();
+            big.extend(std::iter::repeat_n(b'x', 10_000));
+            big.extend(b"\"}");
+            big
+        }),
+        ("invalid_json", Vec::new()),
+    ];
+    for (i, event) in valid.iter().enumerate() {
+        if i % 60 == 10 {
+            let (_, payload) = &poison[(i / 60) % poison.len()];
+            messages.push((b"m".to_vec(), payload.clone()));
+        }
+        messages.push((b"m".to_vec(), encode_prediction_json(event)));
+    }
+    let total = messages.len();
+    produce(&config.topics.predictions, &messages);
+    let instance = Instance::start(&config);
+    instance.wait_handled(total as u64, Duration::from_secs(60));
+    let summary = instance.stop();
+    assert_eq!(summary.dead_letters, 5);
+    assert_eq!(summary.consumed, total as u64);
+
+    let dead = read_all(&config.topics.dlq, 5, Duration::from_secs(20));
+    assert_eq!(dead.len(), 5);
+    for (record, (reason, payload)) in dead.iter().zip(&poison) {
+        assert_eq!(record.header("driftwatch.reason").as_deref(), Some(*reason));
+        assert_eq!(&record.payload, payload, "the original bytes are kept");
+        assert_eq!(
+            record.header("driftwatch.source.topic").as_deref(),
+            Some(config.topics.predictions.as_str())
+        );
+        assert!(record
+            .header("driftwatch.error")
+            .is_some_and(|e| !e.is_empty()));
+        let offset: usize = record
+            .header("driftwatch.source.offset")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            messages[offset].1, *payload,
+            "the source offset points at the message"
+        );
+    }
+    assert_eq!(
+        committed(&config, &config.topics.predictions, 1),
+        end_offsets(&config.topics.predictions, 1),
+        "committed offsets moved past every poison message"
+    );
+}
+
+#[test]
+fn confluent_framing_errors_are_dead_lettered() {
+    let mut config = test_config("confluent", 1);
+    config.formats.predictions = InputFormat::Confluent;
+    let events = stream("m", 50, usize::MAX, 4);
+    let good = frame_confluent(7, &encode_prediction_avro(&events[0]));
+    let mut truncated = good.clone();
+    truncated.truncate(good.len() - 3);
+    let mut bad_magic = good.clone();
+    bad_magic[0] = 1;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("truncated", truncated),
+        ("bad_magic_byte", bad_magic),
+        ("truncated", vec![0, 0, 1]),
+    ];
+    let mut messages: Vec<(Vec<u8>, Vec<u8>)> = cases
+        .iter()
+        .map(|(_, p)| (b"m".to_vec(), p.clone()))
+        .collect();
+    messages.extend(events.iter().map(|e| {
+        (
+            b"m".to_vec(),
+            frame_confluent(7, &encode_prediction_avro(e)),
+        )
+    }));
+    produce(&config.topics.predictions, &messages);
+    let instance = Instance::start(&config);
+    instance.wait_handled(messages.len() as u64, Duration::from_secs(60));
+    let summary = instance.stop();
+    assert_eq!(summary.dead_letters, 3);
+    let dead = read_all(&config.topics.dlq, 3, Duration::from_secs(20));
+    let reasons: Vec<_> = dead
+        .iter()
+        .filter_map(|r| r.header("driftwatch.reason"))
+        .collect();
+    assert_eq!(reasons, ["truncated", "bad_magic_byte", "truncated"]);
+}
+
+/// A stopped service resumes from its committed offsets: nothing is read twice, nothing skipped.
+#[test]
+fn restart_resumes_from_committed_offsets() {
+    let config = test_config("restart", 2);
+    let events = stream("m", 3_000, usize::MAX, 5);
+    let encode = |slice: &[_]| -> Vec<(Vec<u8>, Vec<u8>)> {
+        slice
+            .iter()
+            .map(|e: &driftwatch::event::PredictionEvent<'_>| {
+                (b"m".to_vec(), encode_prediction_json(e))
+            })
+            .collect()
+    };
+    produce(&config.topics.predictions, &encode(&events[..1_000]));
+    let first = Instance::start(&config);
+    first.wait_handled(1_000, Duration::from_secs(60));
+    assert_eq!(first.stop().consumed, 1_000);
+    let committed_after_first: i64 = committed(&config, &config.topics.predictions, 2)
+        .iter()
+        .filter(|o| **o > 0)
+        .sum();
+    assert_eq!(committed_after_first, 1_000);
+
+    produce(&config.topics.predictions, &encode(&events[1_000..]));
+    let second = Instance::start(&config);
+    second.wait_handled(2_000, Duration::from_secs(60));
+    // Give it a moment to (wrongly) read more, then check it read exactly the new messages.
+    std::thread::sleep(Duration::from_millis(500));
+    let summary = second.stop();
+    assert_eq!(
+        summary.consumed, 2_000,
+        "the restarted service re-read or skipped messages"
+    );
+    let total: i64 = committed(&config, &config.topics.predictions, 2)
+        .iter()
+        .filter(|o| **o > 0)
+        .sum();
+    assert_eq!(total, 3_000);
+}
+
+/// Two instances in one consumer group split the partitions and together handle every message
+/// exactly once.
+#[test]
+fn two_instances_split_partitions() {
+    let config = test_config("scale", 4);
+    let mut messages = Vec::new();
+    for model in 0..8 {
+        let name = format!("model-{model}");
+        for event in stream(&name, 250, usize::MAX, 10 + model) {
+            messages.push((name.as_bytes().to_vec(), encode_prediction_json(&event)));
+        }
+    }
+    let a = Instance::start(&config);
+    let b = Instance::start(&config);
+    // Both join before the data arrives, so the assignment is split from the start.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !(a.shared.ready.load(std::sync::atomic::Ordering::Acquire)
+        && b.shared.ready.load(std::sync::atomic::Ordering::Acquire))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "instances did not join the group"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    produce(&config.topics.predictions, &messages);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while a.handled() + b.handled() < messages.len() as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "handled {} + {}",
+            a.handled(),
+            b.handled()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (sa, sb) = (a.stop(), b.stop());
+    assert!(
+        sa.consumed > 0 && sb.consumed > 0,
+        "one instance got no partition: {sa:?} {sb:?}"
+    );
+    assert_eq!(sa.consumed + sb.consumed, messages.len() as u64);
+}
