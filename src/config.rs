@@ -1014,8 +1014,8 @@ fn set_path(table: &mut Table, path: &[String], value: Value) -> Result<(), Stri
 mod tests {
     use super::*;
     use crate::monitor::settings::{
-        Action, DetectorOverrides, DistanceRule, FeatureKind, FeatureOverrides, ModelOverrides,
-        TestRule,
+        Action, DetectorOverrides, DistancePatch, FeatureKind, FeatureOverrides, ModelOverrides,
+        TestPatch,
     };
 
     const EXAMPLE_PATH: &str = concat!(
@@ -1436,15 +1436,14 @@ max_feature_series = 0
         let amount = FeatureOverrides {
             kind: Some(FeatureKind::Numeric),
             detectors: DetectorOverrides {
-                psi: Some(DistanceRule {
-                    enabled: true,
-                    threshold: 0.1,
-                    action: Action::Retrain,
+                psi: Some(DistancePatch {
+                    threshold: Some(0.1),
+                    ..Default::default()
                 }),
-                wasserstein: Some(DistanceRule {
-                    enabled: true,
-                    threshold: 0.3,
-                    action: Action::AlertOnly,
+                wasserstein: Some(DistancePatch {
+                    enabled: Some(true),
+                    threshold: Some(0.3),
+                    action: Some(Action::AlertOnly),
                 }),
                 ..Default::default()
             },
@@ -1458,10 +1457,9 @@ max_feature_series = 0
             warmup_events: Some(50_000),
             baseline: Some("baselines/fraud-scorer-v7.json".to_owned()),
             detectors: DetectorOverrides {
-                ks: Some(TestRule {
-                    enabled: true,
-                    p_value: 0.0001,
-                    action: Action::Retrain,
+                ks: Some(TestPatch {
+                    p_value: Some(0.0001),
+                    ..Default::default()
                 }),
                 min_samples: Some(500),
                 ..Default::default()

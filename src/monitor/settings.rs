@@ -26,12 +26,10 @@ pub enum Action {
 #[serde(deny_unknown_fields)]
 pub struct DistanceRule {
     /// Whether the detector runs.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// Breach when the statistic is ≥ this.
     pub threshold: f64,
     /// What a breach leads to.
-    #[serde(default = "retrain")]
     pub action: Action,
 }
 
@@ -40,12 +38,10 @@ pub struct DistanceRule {
 #[serde(deny_unknown_fields)]
 pub struct TestRule {
     /// Whether the detector runs.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// Breach when the p-value (after Benjamini–Hochberg, if enabled) is < this.
     pub p_value: f64,
     /// What a breach leads to.
-    #[serde(default = "retrain")]
     pub action: Action,
 }
 
@@ -55,28 +51,89 @@ pub struct TestRule {
 #[serde(deny_unknown_fields)]
 pub struct MissingRule {
     /// Whether the check runs.
-    #[serde(default = "yes")]
     pub enabled: bool,
     /// Allowed absolute increase of the missing rate.
     pub max_increase: f64,
     /// What a breach leads to.
-    #[serde(default = "alert_only")]
     pub action: Action,
 }
 
-fn yes() -> bool {
-    true
+/// A partial [`DistanceRule`]: the fields given replace the inherited ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistancePatch {
+    /// Replaces `enabled`.
+    pub enabled: Option<bool>,
+    /// Replaces `threshold`.
+    pub threshold: Option<f64>,
+    /// Replaces `action`.
+    pub action: Option<Action>,
 }
-fn retrain() -> Action {
-    Action::Retrain
+
+/// A partial [`TestRule`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestPatch {
+    /// Replaces `enabled`.
+    pub enabled: Option<bool>,
+    /// Replaces `p_value`.
+    pub p_value: Option<f64>,
+    /// Replaces `action`.
+    pub action: Option<Action>,
 }
-fn alert_only() -> Action {
-    Action::AlertOnly
+
+/// A partial [`MissingRule`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MissingPatch {
+    /// Replaces `enabled`.
+    pub enabled: Option<bool>,
+    /// Replaces `max_increase`.
+    pub max_increase: Option<f64>,
+    /// Replaces `action`.
+    pub action: Option<Action>,
+}
+
+impl DistanceRule {
+    fn patched(self, patch: Option<&DistancePatch>) -> Self {
+        let Some(patch) = patch else { return self };
+        Self {
+            enabled: patch.enabled.unwrap_or(self.enabled),
+            threshold: patch.threshold.unwrap_or(self.threshold),
+            action: patch.action.unwrap_or(self.action),
+        }
+    }
+}
+
+impl TestRule {
+    fn patched(self, patch: Option<&TestPatch>) -> Self {
+        let Some(patch) = patch else { return self };
+        Self {
+            enabled: patch.enabled.unwrap_or(self.enabled),
+            p_value: patch.p_value.unwrap_or(self.p_value),
+            action: patch.action.unwrap_or(self.action),
+        }
+    }
+}
+
+impl MissingRule {
+    fn patched(self, patch: Option<&MissingPatch>) -> Self {
+        let Some(patch) = patch else { return self };
+        Self {
+            enabled: patch.enabled.unwrap_or(self.enabled),
+            max_increase: patch.max_increase.unwrap_or(self.max_increase),
+            action: patch.action.unwrap_or(self.action),
+        }
+    }
 }
 
 /// The detectors run on each feature, with their thresholds.
+///
+/// In a configuration file every rule and every field is optional: what is given replaces the
+/// built-in default (so `[monitor.detectors.js]` with only `enabled = true` keeps JS's default
+/// threshold and action). Model and feature overrides patch the inherited rules the same way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "DetectorOverrides")]
 pub struct DetectorSettings {
     /// Population stability index on the reference bins (numeric and categorical).
     pub psi: DistanceRule,
@@ -93,6 +150,12 @@ pub struct DetectorSettings {
     pub missing_rate: MissingRule,
     /// Window observations needed before a feature is evaluated ("insufficient data" below).
     pub min_samples: u64,
+}
+
+impl From<DetectorOverrides> for DetectorSettings {
+    fn from(patch: DetectorOverrides) -> Self {
+        DetectorSettings::default().with(&patch)
+    }
 }
 
 impl Default for DetectorSettings {
@@ -133,36 +196,36 @@ impl Default for DetectorSettings {
     }
 }
 
-/// Partial detector settings for overrides: every field optional.
+/// Partial detector settings: every rule and field optional (see [`DetectorSettings`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DetectorOverrides {
-    /// Overrides `psi`.
-    pub psi: Option<DistanceRule>,
-    /// Overrides `js`.
-    pub js: Option<DistanceRule>,
-    /// Overrides `ks`.
-    pub ks: Option<TestRule>,
-    /// Overrides `wasserstein`.
-    pub wasserstein: Option<DistanceRule>,
-    /// Overrides `chi2`.
-    pub chi2: Option<TestRule>,
-    /// Overrides `missing_rate`.
-    pub missing_rate: Option<MissingRule>,
-    /// Overrides `min_samples`.
+    /// Patches `psi`.
+    pub psi: Option<DistancePatch>,
+    /// Patches `js`.
+    pub js: Option<DistancePatch>,
+    /// Patches `ks`.
+    pub ks: Option<TestPatch>,
+    /// Patches `wasserstein`.
+    pub wasserstein: Option<DistancePatch>,
+    /// Patches `chi2`.
+    pub chi2: Option<TestPatch>,
+    /// Patches `missing_rate`.
+    pub missing_rate: Option<MissingPatch>,
+    /// Replaces `min_samples`.
     pub min_samples: Option<u64>,
 }
 
 impl DetectorSettings {
-    /// These settings with `overrides` applied.
+    /// These settings with `overrides` applied field by field.
     pub fn with(&self, overrides: &DetectorOverrides) -> Self {
         Self {
-            psi: overrides.psi.unwrap_or(self.psi),
-            js: overrides.js.unwrap_or(self.js),
-            ks: overrides.ks.unwrap_or(self.ks),
-            wasserstein: overrides.wasserstein.unwrap_or(self.wasserstein),
-            chi2: overrides.chi2.unwrap_or(self.chi2),
-            missing_rate: overrides.missing_rate.unwrap_or(self.missing_rate),
+            psi: self.psi.patched(overrides.psi.as_ref()),
+            js: self.js.patched(overrides.js.as_ref()),
+            ks: self.ks.patched(overrides.ks.as_ref()),
+            wasserstein: self.wasserstein.patched(overrides.wasserstein.as_ref()),
+            chi2: self.chi2.patched(overrides.chi2.as_ref()),
+            missing_rate: self.missing_rate.patched(overrides.missing_rate.as_ref()),
             min_samples: overrides.min_samples.unwrap_or(self.min_samples),
         }
     }
@@ -390,8 +453,13 @@ impl MonitorSettings {
                 problems.push(format!("{path}.warmup_events: must be >= 1"));
             }
             let detectors = self.detectors.with(&model.detectors);
-            validate_detectors(&format!("{path}.detectors"), &detectors, &mut problems);
+            if model.detectors != DetectorOverrides::default() {
+                validate_detectors(&format!("{path}.detectors"), &detectors, &mut problems);
+            }
             for (name, feature) in &model.features {
+                if feature.detectors == DetectorOverrides::default() {
+                    continue;
+                }
                 validate_detectors(
                     &format!("{path}.features.{name}.detectors"),
                     &detectors.with(&feature.detectors),
@@ -447,6 +515,32 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         assert_eq!(MonitorSettings::default().validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn partial_rules_keep_inherited_fields() {
+        let settings: MonitorSettings = toml::from_str(
+            "[detectors.psi]\nenabled = false\n[detectors.js]\nenabled = true\n\n\
+             [[models]]\nid = \"m\"\n[models.features.amount.detectors.ks]\np_value = 0.01\n",
+        )
+        .unwrap();
+        let defaults = DetectorSettings::default();
+        assert!(!settings.detectors.psi.enabled);
+        assert_eq!(settings.detectors.psi.threshold, defaults.psi.threshold);
+        assert!(settings.detectors.js.enabled);
+        assert_eq!(settings.detectors.js.action, defaults.js.action);
+        let model = settings.model("m").unwrap();
+        let feature = settings
+            .detectors
+            .with(&model.detectors)
+            .with(&model.features["amount"].detectors);
+        assert_eq!(feature.ks.p_value, 0.01);
+        assert!(feature.ks.enabled);
+        assert!(
+            !feature.psi.enabled,
+            "model overrides inherit the file's defaults"
+        );
+        assert!(toml::from_str::<MonitorSettings>("[detectors.psi]\np_value = 0.1\n").is_err());
     }
 
     #[test]
