@@ -738,11 +738,9 @@ pub fn from_str_with_env(
         .map_err(|error| ConfigError::new(vec![syntax_problem(text, origin, &error)]))?;
     // Check the file on its own first, so its mistakes are reported against its lines and
     // not blamed on an override.
-    let from_file: Config = table
-        .try_into()
-        .map_err(|error| ConfigError::new(vec![file_problem(text, origin, &error)]))?;
-
     let mut problems = Vec::new();
+    let from_file = deserialize_reporting_all(table, text, origin, &mut problems);
+
     let overrides = collect_overrides(env, &mut problems);
     let config = if overrides.is_empty() {
         from_file
@@ -755,6 +753,52 @@ pub fn from_str_with_env(
     } else {
         Err(ConfigError::new(problems))
     }
+}
+
+/// Deserialises the file's table, reporting *every* unknown key and mistyped value rather
+/// than the first: each offending key is reported, removed (so its default applies) and the
+/// rest deserialised again, until the table deserialises. The validation that follows then
+/// reports the remaining problems of the same file in the same run.
+fn deserialize_reporting_all(
+    mut table: Table,
+    text: &str,
+    origin: &str,
+    problems: &mut Vec<String>,
+) -> Config {
+    // Each round removes one key, so a file can't loop forever; the bound only guards
+    // against a key that cannot be removed.
+    for _ in 0..256 {
+        let error = match Config::deserialize(table.clone()) {
+            Ok(config) => return config,
+            Err(error) => error,
+        };
+        let problem = file_problem(text, origin, &error);
+        let path = describe(&error)
+            .split_once(": ")
+            .map(|(path, _)| path.to_owned())
+            .unwrap_or_default();
+        problems.push(problem);
+        if path.is_empty() || !remove_path(&mut table, &path) {
+            break;
+        }
+    }
+    Config::default()
+}
+
+/// Removes `a.b.c` from `table`; false when there is no such key.
+fn remove_path(table: &mut Table, path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    let Some((last, parents)) = segments.split_last() else {
+        return false;
+    };
+    let mut current = table;
+    for segment in parents {
+        match current.get_mut(*segment) {
+            Some(toml::Value::Table(inner)) => current = inner,
+            _ => return false,
+        }
+    }
+    current.remove(*last).is_some()
 }
 
 /// A TOML syntax error: `FILE: TOML parse error at line L, column C: message`.

@@ -656,6 +656,8 @@ impl Loop<'_> {
         }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => debug!(message = "Offsets committed."),
+            // Nothing new to commit (e.g. only already-committed partitions moved): fine.
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             // Not fatal: the next commit carries newer offsets; a crash before it re-reads
             // (at-least-once). Rebalances in progress cause this routinely.
             Err(error) => {
