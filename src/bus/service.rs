@@ -408,17 +408,34 @@ pub fn run(
 
 impl Loop<'_> {
     fn run(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
+        /// Clock reads are checked once per this many messages (and at every idle poll):
+        /// reading the clock per message cost more than the metrics themselves.
+        const CLOCK_EVERY: u64 = 64;
+        /// The HTTP status snapshot is rebuilt at most this often.
+        const STATUS_EVERY: Duration = Duration::from_secs(1);
         let interval = Duration::from_millis(self.config.delivery.commit_interval_ms);
         let max_batch = self.config.delivery.max_batch as u64;
         let mut last_commit = Instant::now();
+        let mut last_status = Instant::now();
         let mut since_commit = 0u64;
+        let mut handled = 0u64;
         while !self.shared.shutdown.load(Ordering::Acquire) {
-            self.shared.heartbeat_ms.store(now_ms(), Ordering::Release);
-            match consumer.poll(Duration::from_millis(100)) {
-                None => {}
+            let idle = match consumer.poll(Duration::from_millis(100)) {
+                None => true,
                 Some(Ok(message)) => {
+                    // One message in CLOCK_EVERY is timed for driftwatch_process_seconds.
+                    let timed = handled % CLOCK_EVERY == 0;
+                    let started = timed.then(Instant::now);
                     self.handle(&message)?;
+                    if let Some(started) = started {
+                        self.shared
+                            .metrics
+                            .process_seconds
+                            .observe(started.elapsed().as_secs_f64());
+                    }
                     since_commit += 1;
+                    handled += 1;
+                    false
                 }
                 Some(Err(error)) => {
                     if let KafkaError::MessageConsumption(code) = &error {
@@ -427,25 +444,29 @@ impl Loop<'_> {
                         }
                     }
                     warn!(message = "Consumer error; librdkafka retries.", %error);
+                    true
                 }
-            }
+            };
             self.drop_revoked_engines();
+            if !idle && handled % CLOCK_EVERY != 0 && since_commit < max_batch {
+                continue;
+            }
+            self.shared.heartbeat_ms.store(now_ms(), Ordering::Release);
             if since_commit > 0 && (since_commit >= max_batch || last_commit.elapsed() >= interval)
             {
                 self.commit(consumer)?;
-                self.publish_status();
                 last_commit = Instant::now();
                 since_commit = 0;
-            } else if last_commit.elapsed() >= interval * 4 {
+            }
+            if last_status.elapsed() >= STATUS_EVERY {
                 self.publish_status();
-                last_commit = Instant::now();
+                last_status = Instant::now();
             }
         }
         Ok(())
     }
 
     fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
-        let started = Instant::now();
         let topic = message.topic();
         let partition = message.partition();
         let offset = message.offset();
@@ -501,10 +522,6 @@ impl Loop<'_> {
             }
             Err(error) => self.dead_letter(message, &error)?,
         }
-        self.shared
-            .metrics
-            .process_seconds
-            .observe(started.elapsed().as_secs_f64());
         self.uncommitted = true;
         self.shared.handled.fetch_add(1, Ordering::Release);
         Ok(())

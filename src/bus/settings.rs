@@ -30,6 +30,10 @@ pub fn consumer_settings(config: &Config) -> Vec<(String, String)> {
         ),
         // Only committed transactional records are inputs (producers may be transactional).
         ("isolation.level", "read_committed".to_owned()),
+        // librdkafka postpones a partition's next fetch by this much when its local queue is
+        // full (default 1000 ms): a consumer that processes slower than it fetches would sit
+        // idle most of the time. Measured: 2.9x end-to-end throughput (BENCHMARKS.md).
+        ("fetch.queue.backoff.ms", "10".to_owned()),
         // Statistics feed the consumer-lag gauge without extra broker requests.
         ("statistics.interval.ms", "5000".to_owned()),
     ]

@@ -262,13 +262,24 @@ impl EdgeIndex {
             return searchsorted_right(edges, x);
         }
         let position = (x - self.lo) * self.inverse_step;
-        if !(position >= 1.0 && position < (Self::BUCKETS - 2) as f64) {
-            // Near or beyond the ends (or NaN): the plain search is exact everywhere.
-            return searchsorted_right(edges, x);
+        if !(position >= 0.0) {
+            // Below the first edge (which is `lo`), or NaN.
+            return if x < self.lo {
+                0
+            } else {
+                searchsorted_right(edges, x)
+            };
         }
-        let bucket = position as usize;
-        let start = self.starts[bucket - 1] as usize;
-        let end = self.starts[bucket + 2] as usize;
+        // Clamp instead of falling back: one bucket of slack on each side covers rounding in
+        // `position`, and the last start is the number of edges <= hi, so values at or beyond
+        // the top land in the final (short) range too.
+        let bucket = (position as usize).min(Self::BUCKETS);
+        let start = self.starts[bucket.saturating_sub(1)] as usize;
+        let end = self.starts[(bucket + 2).min(Self::BUCKETS)] as usize;
+        if bucket + 2 > Self::BUCKETS {
+            // Past the top bucket: every edge from `start` on may be <= x.
+            return start + searchsorted_right(&edges[start..], x);
+        }
         start + searchsorted_right(&edges[start..end], x)
     }
 }
