@@ -26,4 +26,7 @@ export DRIFTWATCH_KAFKA_BOOTSTRAP
 export DRIFTWATCH_REQUIRE_KAFKA=1
 echo "test: Kafka at $DRIFTWATCH_KAFKA_BOOTSTRAP" >&2
 
-cargo test --all-targets --locked "$@"
+# Library, binary and integration tests. Benchmarks are compiled (so they cannot rot) but
+# not run here: they are measurements, see BENCHMARKS.md.
+cargo test --locked --lib --bins --tests "$@"
+cargo test --locked --benches --no-run

@@ -90,7 +90,7 @@ pub fn sorted_finite(values: &[f64]) -> Vec<f64> {
 }
 
 /// Sorts in `f64::total_cmp` order. Large inputs use an LSD radix sort on the order-preserving
-/// bit pattern of each double (sign flipped, negatives inverted): O(n) passes over 8-bit
+/// bit pattern of each double (sign flipped, negatives inverted): six O(n) passes over 11-bit
 /// digits, skipping digits all values share, which is 3–5× faster than a comparison sort for
 /// the 10,000-value samples KS and the reference builder sort.
 pub fn sort_f64(values: &mut [f64]) {
@@ -104,12 +104,17 @@ pub fn sort_f64(values: &mut [f64]) {
         let bits = x.to_bits();
         bits ^ (((bits as i64 >> 63) as u64) | (1 << 63))
     };
+    // 11-bit digits: 6 passes cover 64 bits, and the 6 count tables (2048 entries each)
+    // stay in L1/L2.
+    const BITS: usize = 11;
+    const PASSES: usize = 64_usize.div_ceil(BITS);
+    const MASK: u64 = (1 << BITS) - 1;
     let mut keys: Vec<u64> = values.iter().map(|&x| key(x)).collect();
     let mut buffer = vec![0u64; keys.len()];
-    let mut counts = [[0usize; 256]; 8];
+    let mut counts = vec![[0usize; 1 << BITS]; PASSES];
     for &k in &keys {
         for (digit, count) in counts.iter_mut().enumerate() {
-            count[((k >> (digit * 8)) & 0xff) as usize] += 1;
+            count[((k >> (digit * BITS)) & MASK) as usize] += 1;
         }
     }
     for (digit, count) in counts.iter().enumerate() {
@@ -117,14 +122,14 @@ pub fn sort_f64(values: &mut [f64]) {
         if count.contains(&keys.len()) {
             continue;
         }
-        let mut offsets = [0usize; 256];
+        let mut offsets = vec![0usize; 1 << BITS];
         let mut running = 0;
         for (offset, &c) in offsets.iter_mut().zip(count.iter()) {
             *offset = running;
             running += c;
         }
         for &k in &keys {
-            let bucket = ((k >> (digit * 8)) & 0xff) as usize;
+            let bucket = ((k >> (digit * BITS)) & MASK) as usize;
             buffer[offsets[bucket]] = k;
             offsets[bucket] += 1;
         }
@@ -262,7 +267,7 @@ impl EdgeIndex {
             return searchsorted_right(edges, x);
         }
         let position = (x - self.lo) * self.inverse_step;
-        if !(position >= 0.0) {
+        if position.is_nan() || position < 0.0 {
             // Below the first edge (which is `lo`), or NaN.
             return if x < self.lo {
                 0
