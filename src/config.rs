@@ -28,8 +28,8 @@
 //!   sets `sasl.password`. A name with literal dots works too.
 //! - Entries of lists (`[[monitor.models]]`) cannot be addressed; set them in the file.
 //! - Other `DRIFTWATCH_*` variables without `__` (for instance one the CLI reads) are not
-//!   overrides and are ignored, except names that start with a section name and a single
-//!   `_` (`DRIFTWATCH_KAFKA_BROKERS`), which are reported as a likely typo.
+//!   overrides and are ignored (scripts use e.g. `DRIFTWATCH_KAFKA_CACHE`), except names that
+//!   spell a real key with a single `_` (`DRIFTWATCH_KAFKA_BROKERS`), reported as a typo.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -904,9 +904,12 @@ fn collect_overrides(
             _ => continue,
         };
         if !rest.contains(ENV_SEPARATOR) {
-            // Not an override, unless it looks like a misspelt one.
-            let section = rest.split('_').next().unwrap_or("");
-            if sections.contains(section) {
+            // Not an override (tools such as scripts/kafka.sh use DRIFTWATCH_KAFKA_CACHE and
+            // the like), unless it names a real key with a single `_` where `__` belongs.
+            let misspelt = rest.split_once('_').is_some_and(|(section, key)| {
+                sections.get(section).is_some_and(|keys| keys.contains(key))
+            });
+            if misspelt {
                 problems.push(format!(
                     "{var}: not a configuration override: separate sections and keys with a double underscore, as in {ENV_PREFIX}KAFKA{ENV_SEPARATOR}BROKERS"
                 ));
@@ -946,9 +949,21 @@ fn collect_overrides(
 
 /// Names of the configuration's sections (`kafka`, `topics`, ...), from the serialised
 /// defaults so a new section is known here without touching this code.
-fn section_names() -> BTreeSet<String> {
+/// Each section of the configuration with the names of its keys.
+fn section_names() -> BTreeMap<String, BTreeSet<String>> {
     Table::try_from(Config::default())
-        .map(|table| table.keys().cloned().collect())
+        .map(|table| {
+            table
+                .iter()
+                .map(|(section, value)| {
+                    let keys = value
+                        .as_table()
+                        .map(|t| t.keys().cloned().collect())
+                        .unwrap_or_default();
+                    (section.clone(), keys)
+                })
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -1314,6 +1329,21 @@ max_feature_series = 0
         js.enabled = true;
         assert_eq!(config.monitor.detectors.js, js);
         assert_eq!(config.formats.confluent_schema_ids, Some(vec![3, 4]));
+    }
+
+    #[test]
+    fn tool_variables_are_not_mistaken_for_overrides() {
+        // scripts/kafka.sh and the test harness read these; they are no configuration keys.
+        let env = [
+            ("DRIFTWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+            ("DRIFTWATCH_KAFKA_CACHE", "/tmp/x"),
+            ("DRIFTWATCH_REQUIRE_KAFKA", "1"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert!(from_str_with_env("", "f.toml", env).is_ok());
+        let typo = [("DRIFTWATCH_KAFKA_BROKERS".to_owned(), "h:1".to_owned())];
+        let error = from_str_with_env("", "f.toml", typo).unwrap_err();
+        assert!(error.problems[0].contains("double underscore"), "{error}");
     }
 
     #[test]

@@ -345,12 +345,27 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
         config.topics.state
     );
     std::fs::write(&file, text).unwrap();
+    // The service's log goes to a file, shown when the test fails.
+    let log_path = file.with_extension("log");
+    let log = std::fs::File::create(&log_path).expect("log file");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
         .args(["run", "--config"])
         .arg(&file)
-        .stderr(std::process::Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("driftwatch run");
+    let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Never leave the service running when an assertion fails.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .stderr(std::process::Stdio::null())
+                .status();
+        }
+    }
+    let _guard = KillOnDrop(child.id());
     let get = |path: &str| -> Option<(u16, String)> {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         write!(
@@ -389,10 +404,20 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
     }
     assert_eq!(get("/healthz").map(|r| r.0), Some(200));
     assert_eq!(get("/readyz").map(|r| r.0), Some(200));
-    let (status, models) = get("/v1/models").expect("/v1/models");
-    assert_eq!(status, 200);
-    let models: serde_json::Value = serde_json::from_str(&models).expect("JSON");
-    assert_eq!(models["models"][0]["model_id"], "m");
+    // The status snapshot is refreshed once a second.
+    let models = loop {
+        let (status, body) = get("/v1/models").expect("/v1/models");
+        assert_eq!(status, 200);
+        let models: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+        if models["models"][0]["model_id"] == "m" {
+            break models;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no model in /v1/models: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(models["models"][0]["phase"], "monitoring");
 
     let kill = std::process::Command::new("kill")
@@ -401,7 +426,11 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
         .expect("kill");
     assert!(kill.success());
     let status = child.wait().expect("wait");
-    assert!(status.success(), "driftwatch run exited with {status}");
+    assert!(
+        status.success(),
+        "driftwatch run exited with {status}:\n{}",
+        log_text()
+    );
     assert_eq!(
         committed(&config, &config.topics.predictions, 2)
             .iter()
@@ -411,4 +440,5 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
         "everything consumed was committed on shutdown"
     );
     let _ = std::fs::remove_file(file);
+    let _ = std::fs::remove_file(log_path);
 }
