@@ -266,15 +266,15 @@ impl EdgeIndex {
         if self.starts.is_empty() {
             return searchsorted_right(edges, x);
         }
-        let position = (x - self.lo) * self.inverse_step;
-        if position.is_nan() || position < 0.0 {
-            // Below the first edge (which is `lo`), or NaN.
-            return if x < self.lo {
-                0
-            } else {
-                searchsorted_right(edges, x)
-            };
+        if x.is_nan() {
+            return searchsorted_right(edges, x);
         }
+        if x < self.lo {
+            // Below the first edge, which is `lo`. Compared on `x` itself: `(x - lo) * step⁻¹`
+            // underflows to -0.0 for an `x` just below `lo`.
+            return 0;
+        }
+        let position = (x - self.lo) * self.inverse_step;
         // Clamp instead of falling back: one bucket of slack on each side covers rounding in
         // `position`, and the last start is the number of edges <= hi, so values at or beyond
         // the top land in the final (short) range too.
