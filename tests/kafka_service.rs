@@ -272,34 +272,50 @@ fn restart_resumes_from_committed_offsets() {
 /// exactly once.
 #[test]
 fn two_instances_split_partitions() {
-    let config = test_config("scale", 4);
-    let mut messages = Vec::new();
-    for model in 0..8 {
-        let name = format!("model-{model}");
-        for event in stream(&name, 250, usize::MAX, 10 + model) {
-            messages.push((name.as_bytes().to_vec(), encode_prediction_json(&event)));
-        }
-    }
+    use rdkafka::producer::{BaseRecord, Producer};
+    use std::sync::atomic::Ordering;
+    let mut config = test_config("scale", 4);
+    // A one-partition labels topic: with 5 partitions in all, a balanced assignment gives each
+    // instance at least one predictions partition (a 4 + 4 split could legally hand one
+    // instance nothing but label partitions, which carry no data here).
+    config.topics.labels = unique("scale-labels-1p");
+    create_topics(&[(&config.topics.labels, 1)]);
     let a = Instance::start(&config);
     let b = Instance::start(&config);
-    // Both join before the data arrives, so the assignment is split from the start.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while !(a.shared.ready.load(std::sync::atomic::Ordering::Acquire)
-        && b.shared.ready.load(std::sync::atomic::Ordering::Acquire))
-    {
+    while !(a.shared.ready.load(Ordering::Acquire) && b.shared.ready.load(Ordering::Acquire)) {
         assert!(
             std::time::Instant::now() < deadline,
             "instances did not join the group"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(1));
-    produce(&config.topics.predictions, &messages);
+    // Produce in rounds, every partition in each round, so the data keeps coming while the
+    // cooperative rebalance settles.
+    let producer = producer();
+    let mut sent = 0u64;
+    for round in 0..5u64 {
+        for model in 0..8u64 {
+            let name = format!("model-{model}");
+            for event in stream(&name, 50, usize::MAX, 100 * round + model) {
+                let payload = encode_prediction_json(&event);
+                let partition = (model % 4) as i32;
+                let record = BaseRecord::to(&config.topics.predictions)
+                    .key(name.as_bytes())
+                    .payload(&payload)
+                    .partition(partition);
+                producer.send(record).map_err(|(e, _)| e).expect("send");
+                sent += 1;
+            }
+        }
+        producer.flush(Duration::from_secs(30)).expect("flush");
+        std::thread::sleep(Duration::from_millis(300));
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while a.handled() + b.handled() < messages.len() as u64 {
+    while a.handled() + b.handled() < sent {
         assert!(
             std::time::Instant::now() < deadline,
-            "handled {} + {}",
+            "handled {} + {} of {sent}",
             a.handled(),
             b.handled()
         );
@@ -308,9 +324,9 @@ fn two_instances_split_partitions() {
     let (sa, sb) = (a.stop(), b.stop());
     assert!(
         sa.consumed > 0 && sb.consumed > 0,
-        "one instance got no partition: {sa:?} {sb:?}"
+        "one instance got no data partition: {sa:?} {sb:?}"
     );
-    assert_eq!(sa.consumed + sb.consumed, messages.len() as u64);
+    assert_eq!(sa.consumed + sb.consumed, sent);
 }
 
 /// The real binary: `driftwatch run --config FILE` serves its HTTP API while consuming, and on
