@@ -60,6 +60,66 @@ pub enum Command {
     Eval(EvalCommand),
     /// Compare a reference sample with a current one: PSI, JS, KS, Wasserstein or chi².
     Compare(CompareArgs),
+    /// Run the monitor over a recorded JSON Lines file (predictions and labels, each with
+    /// `"kind"`): alerts and retrain requests as JSON lines on stdout, exactly as live.
+    Replay(ReplayArgs),
+    /// Build a reference profile of a model from its training data (CSV or JSON Lines);
+    /// `run` and `replay` use it instead of a warm-up (`[[monitor.models]] baseline`).
+    Baseline(BaselineArgs),
+}
+
+/// Arguments of `baseline`.
+#[derive(Debug, Args)]
+pub struct BaselineArgs {
+    /// Training data: `.csv` with a header (one column per feature), or JSON Lines of
+    /// prediction events (label events in the same file give the reference quality).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the baseline (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model id (required for CSV; JSON Lines take it from the events).
+    #[arg(long)]
+    pub model_id: Option<String>,
+    /// Model version recorded in the file.
+    #[arg(long)]
+    pub model_version: Option<String>,
+    /// CSV column with the model's score (not a feature).
+    #[arg(long)]
+    pub score_column: Option<String>,
+    /// CSV column with the predicted class (not a feature).
+    #[arg(long)]
+    pub prediction_column: Option<String>,
+    /// CSV column with the true label (not a feature; gives the reference quality).
+    #[arg(long)]
+    pub label_column: Option<String>,
+    /// Rows kept for the reference; larger inputs are sampled uniformly (seeded).
+    #[arg(long, default_value_t = 50_000)]
+    pub max_rows: usize,
+    /// Seed of that sample.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Configuration file whose `[monitor.reference]` settings (bins, categories) to use.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// Arguments of `replay`.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// Configuration file (its `[monitor]` section is used; defaults without one).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Recorded events, one JSON object per line, or `-` for standard input.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Write an HTML report with drift scores and quality over time (inline SVG).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Print one drift-report object per model version instead of the outputs
+    /// (schemas/drift_summary.schema.json).
+    #[arg(long)]
+    pub summary: bool,
 }
 
 /// Detectors `eval` can run.

@@ -721,7 +721,15 @@ pub fn load_with_env(
             "{origin}: cannot read the configuration file: {error}"
         )])
     })?;
-    from_str_with_env(&text, &origin, env)
+    let mut config = from_str_with_env(&text, &origin, env)?;
+    // Baseline files are named relative to the configuration file.
+    let base_dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let problems = crate::baseline::load_into(&mut config.monitor, base_dir);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError::new(problems))
+    }
 }
 
 /// Parses configuration `text` (named `origin` in messages, usually the file path), applies
@@ -1543,6 +1551,17 @@ max_feature_series = 0
                 ("session_id".to_owned(), session_id),
             ]
             .into(),
+            task: Some(crate::monitor::settings::TaskKind::Classification),
+            positive_class: Some("fraud".to_owned()),
+            performance_rules: Some(vec![crate::monitor::settings::PerformanceRule {
+                metric: crate::monitor::quality::QualityMetric::Recall,
+                min: Some(0.7),
+                max: None,
+                max_degradation: None,
+                action: Action::Retrain,
+            }]),
+            sensitive_attribute: Some("region".to_owned()),
+            retrain_schedule: Some("0 3 * * MON".to_owned()),
         }];
         assert_eq!(config, expected);
     }

@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod baseline;
 pub mod bus;
 pub mod cli;
 pub mod codec;
@@ -25,5 +26,7 @@ pub mod detect;
 pub mod event;
 pub mod http;
 pub mod monitor;
+pub mod replay;
+pub mod report;
 pub mod telemetry;
 pub mod tools;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use driftwatch::bus::service::{self, NoObserver, Shared};
-use driftwatch::cli::{Cli, Command, ConfigArgs, DemoArgs, EvalCommand};
+use driftwatch::cli::{BaselineArgs, Cli, Command, ConfigArgs, DemoArgs, EvalCommand, ReplayArgs};
 use driftwatch::config::{self, Config};
 use driftwatch::demo::{self, DemoOptions};
 use driftwatch::telemetry::{init_tracing, Metrics};
@@ -53,7 +53,122 @@ fn main() -> ExitCode {
             Err(code) => code,
         },
         Command::Demo(args) => run_demo(&args),
+        Command::Replay(args) => run_replay(&args),
+        Command::Baseline(args) => run_baseline(&args),
     }
+}
+
+fn run_baseline(args: &BaselineArgs) -> ExitCode {
+    let settings = match &args.config {
+        Some(path) => match load(&ConfigArgs {
+            config: path.clone(),
+        }) {
+            Ok(config) => config.monitor,
+            Err(code) => return code,
+        },
+        None => Default::default(),
+    };
+    let options = driftwatch::baseline::BaselineOptions {
+        input: args.input.clone(),
+        model_id: args.model_id.clone(),
+        model_version: args.model_version.clone(),
+        score_column: args.score_column.clone(),
+        prediction_column: args.prediction_column.clone(),
+        label_column: args.label_column.clone(),
+        max_rows: args.max_rows,
+        seed: args.seed,
+    };
+    // A byte-based bar: the input's size is known up front, its row count is not.
+    let size = std::fs::metadata(&args.input).map(|m| m.len()).unwrap_or(0);
+    let bar = if io::stderr().is_terminal() && size > 0 {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} reading {bytes}/{total_bytes} [{bar:30}] {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let built =
+        driftwatch::baseline::build(&options, &settings, &mut |bytes| bar.set_position(bytes));
+    bar.finish_and_clear();
+    let baseline = match built {
+        Ok(baseline) => baseline,
+        Err(error) => return fail(&error, EXIT_USAGE),
+    };
+    if let Err(error) = driftwatch::baseline::write(&baseline, &args.out) {
+        return fail(&error, EXIT_RUNTIME);
+    }
+    eprintln!(
+        "driftwatch baseline: {} rows ({} in the reference, {} labelled), {} features -> {}",
+        baseline.rows,
+        baseline.sampled_rows,
+        baseline.labelled_rows,
+        baseline.state.features.len(),
+        args.out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+fn run_replay(args: &ReplayArgs) -> ExitCode {
+    let settings = match &args.config {
+        Some(path) => match load(&ConfigArgs {
+            config: path.clone(),
+        }) {
+            Ok(config) => config.monitor,
+            Err(code) => return code,
+        },
+        None => Default::default(),
+    };
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let outcome = match driftwatch::replay::replay(
+        settings,
+        &args.input,
+        &mut out,
+        !args.summary,
+        args.report.is_some(),
+    ) {
+        Ok(outcome) => outcome,
+        Err(error @ driftwatch::replay::ReplayError::Output(_)) => {
+            return fail(&error, EXIT_RUNTIME)
+        }
+        Err(error) => return fail(&error, EXIT_USAGE),
+    };
+    if args.summary {
+        for summary in &outcome.summaries {
+            let written = serde_json::to_string(summary)
+                .map_err(io::Error::other)
+                .and_then(|json| writeln!(out, "{json}"));
+            if let Err(error) = written {
+                return fail(&error, EXIT_RUNTIME);
+            }
+        }
+    }
+    if let Err(error) = out.flush() {
+        return fail(&error, EXIT_RUNTIME);
+    }
+    if let (Some(path), Some(report)) = (&args.report, &outcome.report) {
+        let html = driftwatch::report::render_html(report);
+        if let Err(error) = std::fs::write(path, html) {
+            return fail(&format!("{}: {error}", path.display()), EXIT_RUNTIME);
+        }
+    }
+    let counts = outcome.counts;
+    info!(
+        message = "Replay finished.",
+        lines = counts.lines,
+        predictions = counts.predictions,
+        labels = counts.labels,
+        late = counts.late,
+        malformed = counts.malformed,
+        alerts = counts.alerts,
+        retrain_requests = counts.retrain_requests
+    );
+    ExitCode::SUCCESS
 }
 
 fn load(args: &ConfigArgs) -> Result<Config, ExitCode> {
@@ -100,11 +215,14 @@ fn run_service(config: &Config) -> ExitCode {
             }
         };
         info!(message = "HTTP listening.", address = %config.http.listen);
-        Some(
-            runtime.spawn(driftwatch::http::serve(listener, shared.clone(), async {
+        Some(runtime.spawn(driftwatch::http::serve(
+            listener,
+            shared.clone(),
+            config.http.bearer_token.clone(),
+            async {
                 let _ = http_stopped.await;
-            })),
-        )
+            },
+        )))
     } else {
         None
     };

@@ -36,6 +36,14 @@ pub struct Metrics {
     pub score_series_dropped: IntCounter,
     /// `driftwatch_models`: model versions tracked.
     pub models: IntGauge,
+    /// `driftwatch_model_quality{model,version,metric}`: windowed quality from joined labels
+    /// (accuracy, precision, recall, f1, roc_auc, log_loss, mae, rmse, false_positive_rate).
+    pub model_quality: GaugeVec,
+    /// `driftwatch_label_join_total{outcome}`: label-join outcomes (joined, late,
+    /// expired_prediction, expired_label, evicted, duplicate).
+    pub label_join: IntCounterVec,
+    /// `driftwatch_label_join_waiting`: predictions and labels waiting for their match.
+    pub label_join_waiting: IntGauge,
     per_feature_gauges: bool,
     max_feature_series: usize,
     score_series: Mutex<HashSet<(String, String, String, String)>>,
@@ -108,6 +116,24 @@ impl Metrics {
             "Drift-score updates not exported because the series cap was reached.",
         )?;
         let models = IntGauge::new("driftwatch_models", "Model versions tracked.")?;
+        let model_quality = GaugeVec::new(
+            Opts::new(
+                "driftwatch_model_quality",
+                "Windowed model quality from joined labels, per model, version and metric.",
+            ),
+            &["model", "version", "metric"],
+        )?;
+        let label_join = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_label_join_total",
+                "Label-join outcomes: joined, late, expired_prediction, expired_label, evicted, duplicate.",
+            ),
+            &["outcome"],
+        )?;
+        let label_join_waiting = IntGauge::new(
+            "driftwatch_label_join_waiting",
+            "Predictions and labels waiting for their match.",
+        )?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(drift_score.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
@@ -118,6 +144,9 @@ impl Metrics {
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(score_series_dropped.clone()))?;
         registry.register(Box::new(models.clone()))?;
+        registry.register(Box::new(model_quality.clone()))?;
+        registry.register(Box::new(label_join.clone()))?;
+        registry.register(Box::new(label_join_waiting.clone()))?;
         Ok(Self {
             registry,
             events,
@@ -130,6 +159,9 @@ impl Metrics {
             consumer_lag,
             score_series_dropped,
             models,
+            model_quality,
+            label_join,
+            label_join_waiting,
             per_feature_gauges,
             max_feature_series,
             score_series: Mutex::new(HashSet::new()),

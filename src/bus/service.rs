@@ -29,8 +29,8 @@ use tracing::{debug, error, info, warn};
 use crate::codec::{self, DecodeError, Decoder, EventKind, Format};
 use crate::config::{Config, InputFormat, OutputFormat};
 use crate::monitor::engine::{Disposition, Engine};
-use crate::monitor::model::{ModelStatus, SourcePosition};
-use crate::monitor::output::Output;
+use crate::monitor::model::{ManualOutcome, ModelStatus, SourcePosition};
+use crate::monitor::output::{Output, RetrainRequest};
 use crate::telemetry::Metrics;
 use prometheus::IntCounter;
 
@@ -50,6 +50,36 @@ pub struct Shared {
     pub handled: AtomicU64,
     /// Set to stop the loop; it then flushes, commits and returns.
     pub shutdown: AtomicBool,
+    /// Manual retrain requests from the HTTP API, for the loop to carry out.
+    commands: Mutex<Vec<ManualCommand>>,
+    /// Set with `commands`; the loop checks this flag (no lock) each iteration.
+    commands_waiting: AtomicBool,
+}
+
+/// A manual retrain request handed from the HTTP API to the service loop.
+pub struct ManualCommand {
+    /// Model to retrain.
+    pub model_id: String,
+    /// Why, in the requester's words.
+    pub reason: String,
+    /// Issue it even while the model's cooldown runs.
+    pub force: bool,
+    /// Where the loop answers.
+    pub reply: tokio::sync::oneshot::Sender<ManualReply>,
+}
+
+/// The loop's answer to a [`ManualCommand`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManualReply {
+    /// The request was handed to the producer.
+    Requested(RetrainRequest),
+    /// The model's cooldown runs until this event time (ms); nothing was issued.
+    Suppressed {
+        /// End of the cooldown (event time, ms).
+        until: i64,
+    },
+    /// No partition of this instance monitors the model.
+    UnknownModel,
 }
 
 impl Shared {
@@ -62,6 +92,16 @@ impl Shared {
             heartbeat_ms: AtomicI64::new(now_ms()),
             handled: AtomicU64::new(0),
             shutdown: AtomicBool::new(false),
+            commands: Mutex::new(Vec::new()),
+            commands_waiting: AtomicBool::new(false),
+        }
+    }
+
+    /// Queues a manual retrain request for the loop.
+    pub fn submit(&self, command: ManualCommand) {
+        if let Ok(mut commands) = self.commands.lock() {
+            commands.push(command);
+            self.commands_waiting.store(true, Ordering::Release);
         }
     }
 }
@@ -317,6 +357,8 @@ struct Loop<'a> {
     revocations: Arc<AtomicBool>,
     /// Messages handled since the last commit.
     uncommitted: bool,
+    /// Label-join totals already added to the metrics.
+    join_exported: [u64; 6],
     summary: RunSummary,
     observer: &'a mut dyn Observer,
 }
@@ -395,6 +437,7 @@ pub fn run(
         }),
         revocations,
         uncommitted: false,
+        join_exported: [0; 6],
         summary: RunSummary::default(),
         observer,
     };
@@ -448,6 +491,9 @@ impl Loop<'_> {
                 }
             };
             self.drop_revoked_engines();
+            if self.shared.commands_waiting.load(Ordering::Acquire) {
+                self.handle_commands()?;
+            }
             if !idle && handled % CLOCK_EVERY != 0 && since_commit < max_batch {
                 continue;
             }
@@ -507,6 +553,19 @@ impl Loop<'_> {
                 self.outcome_counters[topic_index][outcome as usize].inc();
                 let outputs = engine.drain_outputs();
                 let evaluations = engine.drain_evaluations();
+                for record in engine.drain_quality() {
+                    for (metric, value) in record.quality.metrics() {
+                        self.shared
+                            .metrics
+                            .model_quality
+                            .with_label_values(&[
+                                record.model_id.as_str(),
+                                record.model_version.as_str(),
+                                metric,
+                            ])
+                            .set(value);
+                    }
+                }
                 for record in &evaluations {
                     self.shared.metrics.set_drift_score(
                         &record.model_id,
@@ -684,6 +743,52 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Carries out manual retrain requests: the engine that saw the model most recently
+    /// issues it, the output is handed to the producer, then the requester gets the answer.
+    fn handle_commands(&mut self) -> Result<(), ServiceError> {
+        self.shared.commands_waiting.store(false, Ordering::Release);
+        let commands = match self.shared.commands.lock() {
+            Ok(mut commands) => std::mem::take(&mut *commands),
+            Err(_) => return Ok(()),
+        };
+        for command in commands {
+            let engine = self
+                .engines
+                .values_mut()
+                .filter(|engine| engine.has_model(&command.model_id))
+                .max_by_key(|engine| engine.watermark());
+            let (reply, outputs) = match engine {
+                None => (ManualReply::UnknownModel, Vec::new()),
+                Some(engine) => {
+                    let reply = match engine.manual_retrain(
+                        &command.model_id,
+                        &command.reason,
+                        command.force,
+                    ) {
+                        Some(ManualOutcome::Requested(request)) => ManualReply::Requested(request),
+                        Some(ManualOutcome::Suppressed { until }) => {
+                            ManualReply::Suppressed { until }
+                        }
+                        None => ManualReply::UnknownModel,
+                    };
+                    (reply, engine.drain_outputs())
+                }
+            };
+            for output in outputs {
+                self.publish(output)?;
+            }
+            info!(
+                message = "Manual retrain request handled.",
+                model = %command.model_id,
+                reason = %command.reason,
+                outcome = ?reply
+            );
+            // The requester may have given up (timeout): nothing to do then.
+            let _ = command.reply.send(reply);
+        }
+        Ok(())
+    }
+
     fn drop_revoked_engines(&mut self) {
         if !self.revocations.swap(false, Ordering::AcqRel) {
             return;
@@ -703,11 +808,57 @@ impl Loop<'_> {
         }
     }
 
-    fn publish_status(&self) {
+    /// Adds what the engines' label joins counted since the last export. Engines of revoked
+    /// partitions disappear with their counts, so a total that went down restarts the
+    /// baseline instead of going negative.
+    fn export_join_counters(&mut self) {
+        let mut totals = [0_u64; 6];
+        let mut waiting = 0_usize;
+        for engine in self.engines.values() {
+            let counters = engine.counters();
+            let join = counters.join;
+            for (total, value) in totals.iter_mut().zip([
+                join.joined,
+                counters.late_outcomes,
+                join.expired_predictions,
+                join.expired_labels,
+                join.evicted,
+                join.duplicate_labels + join.duplicate_predictions,
+            ]) {
+                *total += value;
+            }
+            waiting += engine.join_waiting();
+        }
+        let metrics = &self.shared.metrics;
+        for (i, outcome) in [
+            "joined",
+            "late",
+            "expired_prediction",
+            "expired_label",
+            "evicted",
+            "duplicate",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let delta = totals[i].saturating_sub(self.join_exported[i]);
+            if delta > 0 {
+                metrics
+                    .label_join
+                    .with_label_values(&[outcome])
+                    .inc_by(delta);
+            }
+        }
+        self.join_exported = totals;
+        metrics.label_join_waiting.set(waiting as i64);
+    }
+
+    fn publish_status(&mut self) {
         let mut status: Vec<ModelStatus> = self.engines.values().flat_map(Engine::status).collect();
         status
             .sort_by(|a, b| (&a.model_id, &a.model_version).cmp(&(&b.model_id, &b.model_version)));
         self.shared.metrics.models.set(status.len() as i64);
+        self.export_join_counters();
         if let Ok(mut shared) = self.shared.status.write() {
             *shared = status;
         }

@@ -97,6 +97,11 @@ impl PaneClock {
             .map(|t| t.saturating_sub(self.allowed_lateness_ms))
     }
 
+    /// Largest event time admitted so far.
+    pub fn max_event_time(&self) -> Option<i64> {
+        self.max_event_time
+    }
+
     /// Highest pane closed so far.
     pub fn closed_through(&self) -> Option<i64> {
         self.closed_through

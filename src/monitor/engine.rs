@@ -9,7 +9,11 @@ use std::collections::BTreeMap;
 use crate::detect::window::{Admission, PaneClock};
 use crate::event::Event;
 
-use super::model::{EvaluationRecord, ModelMonitor, ModelStatus, SourcePosition};
+use super::join::{JoinCounters, JoinedOutcome, LabelJoin};
+use super::model::{
+    Collected, EvaluationRecord, ManualOutcome, ModelMonitor, ModelStatus, QualityRecord,
+    SourcePosition,
+};
 use super::output::Output;
 use super::settings::MonitorSettings;
 
@@ -20,7 +24,7 @@ pub enum Disposition {
     Accepted,
     /// Its pane had closed: counted as late and dropped.
     Late,
-    /// A label: counted (the label join comes with performance monitoring).
+    /// A label: offered to the label join.
     Label,
 }
 
@@ -33,6 +37,10 @@ pub struct EngineCounters {
     pub late: u64,
     /// Label events seen.
     pub labels: u64,
+    /// Joined outcomes whose pane had already closed: applied to the oldest open pane.
+    pub late_outcomes: u64,
+    /// The label join's counters.
+    pub join: JoinCounters,
 }
 
 /// The monitor engine of one partition.
@@ -41,9 +49,13 @@ pub struct Engine {
     settings: MonitorSettings,
     clock: PaneClock,
     models: BTreeMap<String, BTreeMap<String, ModelMonitor>>,
-    outputs: Vec<Output>,
-    evaluations: Vec<EvaluationRecord>,
+    collected: Collected,
     counters: EngineCounters,
+    join: LabelJoin,
+    /// Joined outcomes waiting for their pane to close, keyed by (known_at, model, event
+    /// id): applying them in this order, not arrival order, makes quality and concept drift
+    /// independent of how the prediction and label topics happened to interleave.
+    ready: BTreeMap<(i64, String, String), JoinedOutcome>,
 }
 
 impl Engine {
@@ -61,13 +73,18 @@ impl Engine {
             settings.windows.allowed_lateness_ms,
         )
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let join = LabelJoin::new(
+            settings.performance.join_ttl_ms,
+            settings.performance.join_max_entries,
+        );
         Ok(Self {
             settings,
             clock,
             models: BTreeMap::new(),
-            outputs: Vec::new(),
-            evaluations: Vec::new(),
+            collected: Collected::default(),
             counters: EngineCounters::default(),
+            join,
+            ready: BTreeMap::new(),
         })
     }
 
@@ -79,8 +96,11 @@ impl Engine {
     /// Processes one event. Outputs it causes are collected until [`Engine::drain_outputs`].
     pub fn process(&mut self, event: &Event<'_>, source: SourcePosition<'_>) -> Disposition {
         let prediction = match event {
-            Event::Label(_) => {
+            Event::Label(label) => {
                 self.counters.labels += 1;
+                if let Some(outcome) = self.join.offer_label(label) {
+                    self.schedule_outcome(outcome);
+                }
                 return Disposition::Label;
             }
             Event::Prediction(prediction) => prediction,
@@ -107,40 +127,137 @@ impl Engine {
                 }),
         };
         monitor.observe(prediction, pane, source, settings);
+        if let Some(outcome) = self
+            .join
+            .offer_prediction(prediction, monitor.sensitive_attribute())
+        {
+            self.schedule_outcome(outcome);
+        }
         if let Some(through) = self.clock.advance() {
+            if let Some(now) = self.clock.max_event_time() {
+                self.join.expire(now);
+            }
             self.close_through(through);
         }
         Disposition::Accepted
     }
 
+    /// Queues a joined outcome for its pane, or applies it at once to the oldest open pane
+    /// when its own pane has closed (a label later than the lateness bound is still worth
+    /// counting; it just cannot go back in time).
+    fn schedule_outcome(&mut self, outcome: JoinedOutcome) {
+        let pane = self.clock.pane_of(outcome.known_at());
+        match self.clock.closed_through() {
+            Some(closed) if pane <= closed => {
+                self.counters.late_outcomes += 1;
+                self.apply_outcome(closed + 1, &outcome);
+            }
+            _ => {
+                self.ready.insert(
+                    (
+                        outcome.known_at(),
+                        outcome.model_id.clone(),
+                        outcome.event_id.clone(),
+                    ),
+                    outcome,
+                );
+                // Labels far ahead of the predictions' clock must not pile up unbounded.
+                if self.ready.len() > self.settings.performance.join_max_entries {
+                    if let Some((_, early)) = self.ready.pop_first() {
+                        let pane = self.clock.pane_of(early.known_at());
+                        self.apply_outcome(pane, &early);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_outcome(&mut self, pane: i64, outcome: &JoinedOutcome) {
+        if let Some(monitor) = self
+            .models
+            .get_mut(&outcome.model_id)
+            .and_then(|versions| versions.get_mut(&outcome.prediction.model_version))
+        {
+            monitor.record_outcome(pane, outcome);
+        }
+    }
+
     fn close_through(&mut self, through: i64) {
+        // Outcomes known before the closing panes' end go in first, in key order.
+        let end = self.clock.pane_bounds(through).1;
+        while self
+            .ready
+            .first_key_value()
+            .is_some_and(|((at, _, _), _)| *at < end)
+        {
+            if let Some((_, outcome)) = self.ready.pop_first() {
+                let pane = self.clock.pane_of(outcome.known_at());
+                self.apply_outcome(pane, &outcome);
+            }
+        }
         let pane_ms = self.clock.pane_ms();
         for versions in self.models.values_mut() {
             for monitor in versions.values_mut() {
-                monitor.close_through(
-                    through,
-                    pane_ms,
-                    &self.settings,
-                    &mut self.outputs,
-                    &mut self.evaluations,
-                );
+                monitor.close_through(through, pane_ms, &self.settings, &mut self.collected);
             }
         }
     }
 
     /// Outputs produced since the last drain, in production order.
     pub fn drain_outputs(&mut self) -> Vec<Output> {
-        std::mem::take(&mut self.outputs)
+        std::mem::take(&mut self.collected.outputs)
     }
 
     /// Evaluations performed since the last drain (for metrics).
     pub fn drain_evaluations(&mut self) -> Vec<EvaluationRecord> {
-        std::mem::take(&mut self.evaluations)
+        std::mem::take(&mut self.collected.evaluations)
+    }
+
+    /// Window quality computed since the last drain (for metrics and reports).
+    pub fn drain_quality(&mut self) -> Vec<QualityRecord> {
+        std::mem::take(&mut self.collected.quality)
     }
 
     /// Counters.
     pub fn counters(&self) -> EngineCounters {
-        self.counters
+        EngineCounters {
+            join: self.join.counters(),
+            ..self.counters
+        }
+    }
+
+    /// Predictions and labels waiting in the label join.
+    pub fn join_waiting(&self) -> usize {
+        self.join.waiting()
+    }
+
+    /// Whether this engine monitors `model_id`.
+    pub fn has_model(&self, model_id: &str) -> bool {
+        self.models.contains_key(model_id)
+    }
+
+    /// A manual retrain request for the most recently active version of `model_id`, at the
+    /// partition's current event time; `None` when this engine does not monitor the model.
+    /// An issued request is also queued with the outputs.
+    pub fn manual_retrain(
+        &mut self,
+        model_id: &str,
+        reason: &str,
+        force: bool,
+    ) -> Option<ManualOutcome> {
+        let now = self.clock.max_event_time()?;
+        let monitor = self
+            .models
+            .get_mut(model_id)?
+            .values_mut()
+            .max_by_key(|m| (m.last_event_time(), m.events()))?;
+        let outcome = monitor.manual_retrain(now, reason, force, &self.settings);
+        if let ManualOutcome::Requested(request) = &outcome {
+            self.collected
+                .outputs
+                .push(Output::Retrain(request.clone()));
+        }
+        Some(outcome)
     }
 
     /// Current watermark (event time, ms).
@@ -167,6 +284,7 @@ mod tests {
 
     use super::*;
     use crate::event::{FeatureValue, Prediction, PredictionEvent};
+    use crate::monitor::model::ManualOutcome;
     use crate::monitor::output::{AlertState, RetrainTrigger};
 
     const SOURCE: SourcePosition<'static> = SourcePosition {
@@ -352,5 +470,375 @@ mod tests {
         assert!(status
             .iter()
             .all(|s| s.phase == crate::monitor::model::Phase::WarmingUp));
+    }
+
+    /// A labelled stream for model "q": one prediction per 100 ms with a score; the label
+    /// of event i arrives `label_delay` events later (label time = that event's time). The
+    /// model is right with probability `accuracy_before` before `change_at` and
+    /// `accuracy_after` from there on. Attribute `group` alternates "a"/"b"; group "b" is
+    /// selected more often after `change_at` when `unfair_after` is set.
+    struct Labelled {
+        seed: u64,
+        n: usize,
+        change_at: usize,
+        accuracy_before: f64,
+        accuracy_after: f64,
+        label_delay: usize,
+        labels_first: bool,
+    }
+
+    impl Labelled {
+        fn events(&self) -> Vec<Event<'static>> {
+            let mut rng = StdRng::seed_from_u64(self.seed);
+            let normal = Normal::new(0.0, 1.0).unwrap();
+            let time = |i: usize| 1_700_000_000_000 + i as i64 * 100;
+            let mut predictions = Vec::new();
+            let mut labels = Vec::new();
+            for i in 0..self.n {
+                let truth = rng.random_bool(0.5);
+                let accuracy = if i < self.change_at {
+                    self.accuracy_before
+                } else {
+                    self.accuracy_after
+                };
+                let predicted = if rng.random_bool(accuracy) {
+                    truth
+                } else {
+                    !truth
+                };
+                let score: f64 = if predicted { 0.75 } else { 0.25 };
+                predictions.push(PredictionEvent {
+                    event_id: Cow::Owned(format!("q{i}")),
+                    model_id: Cow::Borrowed("q"),
+                    model_version: Cow::Borrowed("1"),
+                    timestamp: time(i),
+                    features: vec![(
+                        Cow::Borrowed("x"),
+                        FeatureValue::Number(normal.sample(&mut rng)),
+                    )],
+                    prediction: Prediction {
+                        score: Some(score + 0.01 * normal.sample(&mut rng)),
+                        label: None,
+                        probabilities: None,
+                    },
+                    attributes: vec![(
+                        Cow::Borrowed("group"),
+                        Cow::Borrowed(if i % 2 == 0 { "a" } else { "b" }),
+                    )],
+                });
+                labels.push(crate::event::LabelEvent {
+                    event_id: Cow::Owned(format!("q{i}")),
+                    model_id: Cow::Borrowed("q"),
+                    timestamp: time(i + self.label_delay),
+                    label: crate::event::LabelValue::Text(Cow::Borrowed(if truth {
+                        "1"
+                    } else {
+                        "0"
+                    })),
+                });
+            }
+            let mut events = Vec::new();
+            let mut labels = labels.into_iter().enumerate().peekable();
+            for (i, prediction) in predictions.into_iter().enumerate() {
+                if self.labels_first {
+                    if let Some((_, label)) = labels.next() {
+                        events.push(Event::Label(label));
+                    }
+                }
+                events.push(Event::Prediction(prediction));
+                while let Some((_, label)) = labels.next_if(|(j, _)| j + self.label_delay <= i) {
+                    events.push(Event::Label(label));
+                }
+            }
+            events.extend(labels.map(|(_, l)| Event::Label(l)));
+            events
+        }
+    }
+
+    fn labelled_settings() -> MonitorSettings {
+        let mut settings = settings();
+        settings.windows.allowed_lateness_ms = 120_000;
+        settings.performance.reference_outcomes = 2_000;
+        settings
+    }
+
+    fn run_events(settings: MonitorSettings, events: &[Event<'static>]) -> (Engine, Vec<Output>) {
+        let mut engine = Engine::new(settings).unwrap();
+        let mut outputs = Vec::new();
+        for (offset, event) in events.iter().enumerate() {
+            let source = SourcePosition {
+                offset: offset as i64,
+                ..SOURCE
+            };
+            engine.process(event, source);
+            outputs.extend(engine.drain_outputs());
+        }
+        (engine, outputs)
+    }
+
+    fn requests(outputs: &[Output]) -> Vec<&crate::monitor::output::RetrainRequest> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::Retrain(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_quality_drop_is_caught_from_joined_labels() {
+        let stream = Labelled {
+            seed: 21,
+            n: 24_000,
+            change_at: 12_000,
+            accuracy_before: 0.9,
+            accuracy_after: 0.6,
+            label_delay: 50,
+            labels_first: false,
+        };
+        let events = stream.events();
+        let change_time = 1_700_000_000_000 + 12_000 * 100;
+        let (engine, outputs) = run_events(labelled_settings(), &events);
+        let firing: Vec<_> = alerts(&outputs)
+            .into_iter()
+            .filter(|a| a.state == AlertState::Firing)
+            .collect();
+        let performance: Vec<_> = firing
+            .iter()
+            .filter(|a| a.subject == crate::monitor::model::PERFORMANCE_SUBJECT)
+            .collect();
+        assert!(
+            performance.iter().any(|a| a.detector == "adwin_error"),
+            "concept drift: {firing:#?}"
+        );
+        assert!(
+            performance
+                .iter()
+                .any(|a| a.detector == "accuracy_degradation"),
+            "accuracy drop: {firing:#?}"
+        );
+        for alert in &performance {
+            assert!(alert.detected_at > change_time, "{alert:#?}");
+        }
+        let requests = requests(&outputs);
+        assert!(!requests.is_empty());
+        assert!(matches!(
+            requests[0].trigger,
+            RetrainTrigger::Performance | RetrainTrigger::ConceptDrift
+        ));
+        assert!(requests[0].created_at > change_time);
+        assert!(
+            requests[0].reasons.iter().any(|r| r.len() == 64),
+            "{:?}",
+            requests[0].reasons
+        );
+        let status = &engine.status()[0];
+        let performance = status.performance.as_ref().unwrap();
+        assert_eq!(
+            performance.task,
+            crate::monitor::settings::TaskKind::Classification
+        );
+        let accuracy = performance.window.accuracy.unwrap();
+        assert!((0.5..0.7).contains(&accuracy), "{accuracy}");
+        let reference = performance.reference.as_ref().unwrap().accuracy.unwrap();
+        assert!((0.85..0.95).contains(&reference), "{reference}");
+        assert_eq!(engine.counters().join.joined, 24_000);
+    }
+
+    #[test]
+    fn a_steady_model_raises_no_quality_alert() {
+        let stream = Labelled {
+            seed: 4,
+            n: 24_000,
+            change_at: usize::MAX,
+            accuracy_before: 0.85,
+            accuracy_after: 0.85,
+            label_delay: 30,
+            labels_first: false,
+        };
+        let (_, outputs) = run_events(labelled_settings(), &stream.events());
+        assert!(outputs.is_empty(), "{outputs:#?}");
+    }
+
+    #[test]
+    fn quality_does_not_depend_on_how_the_topics_interleave() {
+        let base = Labelled {
+            seed: 8,
+            n: 20_000,
+            change_at: 10_000,
+            accuracy_before: 0.9,
+            accuracy_after: 0.65,
+            label_delay: 10,
+            labels_first: false,
+        };
+        let (_, reference) = run_events(labelled_settings(), &base.events());
+        assert!(!reference.is_empty());
+        // The label topic lags the prediction topic by 400 more events (40 s of event time,
+        // within the allowed lateness), so joins happen at other moments.
+        let lagging = Labelled {
+            label_delay: 410,
+            ..base
+        };
+        let mut events = lagging.events();
+        // Same label *timestamps* as the base stream: only the arrival order changed.
+        for event in &mut events {
+            if let Event::Label(label) = event {
+                label.timestamp -= 400 * 100;
+            }
+        }
+        let (_, shifted) = run_events(labelled_settings(), &events);
+        // Offsets index this test's merged list, not a real topic: compare the rest.
+        let without_offsets = |outputs: Vec<Output>| -> Vec<Output> {
+            outputs
+                .into_iter()
+                .map(|output| match output {
+                    Output::Retrain(mut r) => {
+                        r.source_offsets.clear();
+                        Output::Retrain(r)
+                    }
+                    alert => alert,
+                })
+                .collect()
+        };
+        assert_eq!(without_offsets(reference), without_offsets(shifted));
+    }
+
+    #[test]
+    fn labels_that_arrive_before_their_prediction_join() {
+        let stream = Labelled {
+            seed: 2,
+            n: 3_000,
+            change_at: usize::MAX,
+            accuracy_before: 0.8,
+            accuracy_after: 0.8,
+            label_delay: 0,
+            labels_first: true,
+        };
+        let (engine, _) = run_events(labelled_settings(), &stream.events());
+        let counters = engine.counters();
+        assert_eq!(counters.labels, 3_000);
+        assert_eq!(counters.join.joined, 3_000);
+        assert_eq!(engine.join_waiting(), 0);
+    }
+
+    #[test]
+    fn fairness_is_skipped_without_a_sensitive_attribute_and_fires_with_one() {
+        let stream = Labelled {
+            seed: 5,
+            n: 12_000,
+            change_at: usize::MAX,
+            accuracy_before: 0.8,
+            accuracy_after: 0.8,
+            label_delay: 10,
+            labels_first: false,
+        };
+        let mut events = stream.events();
+        let (engine, outputs) = run_events(labelled_settings(), &events);
+        let performance = engine.status()[0].performance.clone().unwrap();
+        assert_eq!(
+            serde_json::to_value(&performance.fairness).unwrap(),
+            serde_json::json!({"status": "skipped", "reason": "no sensitive attribute"})
+        );
+        assert!(outputs.is_empty(), "{outputs:#?}");
+
+        // Group "b" gets the positive decision far more often from event 6000 on.
+        for event in events.iter_mut().skip(12_000) {
+            if let Event::Prediction(p) = event {
+                if p.attributes[0].1 == "b" {
+                    p.prediction.score = Some(0.9);
+                }
+            }
+        }
+        let mut settings = labelled_settings();
+        settings.fairness.sensitive_attribute = Some("group".to_owned());
+        let (engine, outputs) = run_events(settings, &events);
+        let performance = engine.status()[0].performance.clone().unwrap();
+        let crate::monitor::fairness::FairnessCheck::Computed(report) = performance.fairness else {
+            panic!("fairness not computed: {performance:#?}")
+        };
+        assert!(
+            report.demographic_parity_difference.unwrap() > 0.3,
+            "{report:#?}"
+        );
+        let fairness: Vec<_> = alerts(&outputs)
+            .into_iter()
+            .filter(|a| a.subject == crate::monitor::model::FAIRNESS_SUBJECT)
+            .collect();
+        assert!(
+            fairness
+                .iter()
+                .any(|a| a.detector == "demographic_parity" && a.state == AlertState::Firing),
+            "{fairness:#?}"
+        );
+        for request in requests(&outputs) {
+            assert!(
+                request.reasons.iter().all(|r| !r.contains("__fairness__")),
+                "fairness is alert-only by default: {request:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn schedules_fire_on_event_time_and_respect_the_cooldown() {
+        let events: Vec<Event<'static>> = stream(9, 60_000, usize::MAX)
+            .into_iter()
+            .map(Event::Prediction)
+            .collect();
+        // 60,000 events × 100 ms = 100 minutes of event time: a schedule every 20 minutes.
+        let mut settings = settings();
+        settings.policy.cooldown_ms = 0;
+        settings
+            .models
+            .push(crate::monitor::settings::ModelOverrides {
+                id: "m".into(),
+                retrain_schedule: Some("*/20 * * * *".into()),
+                ..Default::default()
+            });
+        let (_, outputs) = run_events(settings.clone(), &events);
+        let scheduled = requests(&outputs);
+        assert!((3..=5).contains(&scheduled.len()), "{scheduled:#?}");
+        for request in &scheduled {
+            assert_eq!(request.trigger, RetrainTrigger::Scheduled);
+        }
+        let ids: std::collections::BTreeSet<_> = scheduled.iter().map(|r| &r.request_id).collect();
+        assert_eq!(ids.len(), scheduled.len(), "one id per instant");
+        let (_, again) = run_events(settings.clone(), &events);
+        assert_eq!(outputs, again, "replays reproduce scheduled requests");
+
+        settings.policy.cooldown_ms = 3_600_000;
+        let (_, cooled) = run_events(settings, &events);
+        assert!(requests(&cooled).len() < scheduled.len());
+    }
+
+    #[test]
+    fn manual_requests_obey_the_cooldown_unless_forced() {
+        let events: Vec<Event<'static>> = stream(3, 5_000, usize::MAX)
+            .into_iter()
+            .map(Event::Prediction)
+            .collect();
+        let (mut engine, _) = run_events(settings(), &events);
+        assert_eq!(engine.manual_retrain("nope", "why", false), None);
+        let Some(ManualOutcome::Requested(first)) = engine.manual_retrain("m", "audit", false)
+        else {
+            panic!("no request")
+        };
+        assert_eq!(first.trigger, RetrainTrigger::Manual);
+        assert_eq!(first.created_at, events_end(&events));
+        assert!(first.reasons[0].contains("audit"));
+        assert_eq!(engine.drain_outputs(), vec![Output::Retrain(first.clone())]);
+        assert!(matches!(
+            engine.manual_retrain("m", "again", false),
+            Some(ManualOutcome::Suppressed { until }) if until > first.created_at
+        ));
+        let Some(ManualOutcome::Requested(forced)) = engine.manual_retrain("m", "again", true)
+        else {
+            panic!("force ignored")
+        };
+        assert_ne!(forced.request_id, first.request_id);
+    }
+
+    fn events_end(events: &[Event<'static>]) -> i64 {
+        events.iter().map(Event::timestamp).max().unwrap()
     }
 }

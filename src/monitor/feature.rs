@@ -277,6 +277,31 @@ impl SeriesTracker {
         });
     }
 
+    /// The reference's missing rate.
+    pub fn reference_missing_rate(&self) -> f64 {
+        self.reference_missing_rate
+    }
+
+    /// A copy of this frozen tracker with an empty window of `panes` panes and fresh quality
+    /// counts: how a baseline's reference starts monitoring under the running settings.
+    pub fn restarted(&self, panes: usize) -> Self {
+        let window = self.reference.as_ref().and_then(|r| {
+            let cells = match r {
+                Reference::Numeric { sample, .. } => sample.grid().cells(),
+                Reference::Categorical { bins, .. } => bins.len(),
+            };
+            PaneWindow::new(cells, panes).ok()
+        });
+        Self {
+            kind: self.kind,
+            warmup: None,
+            reference: self.reference.clone(),
+            reference_missing_rate: self.reference_missing_rate,
+            window,
+            quality: QualityCounts::default(),
+        }
+    }
+
     /// Records an observation into pane `pane` of the window.
     #[inline]
     pub fn record(&mut self, pane: i64, observation: Observation<'_>) {

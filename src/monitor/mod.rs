@@ -6,8 +6,13 @@
 //! or a test.
 
 pub mod engine;
+pub mod fairness;
 pub mod feature;
+pub mod join;
 pub mod model;
 pub mod output;
+pub mod performance;
 pub mod policy;
+pub mod quality;
+pub mod schedule;
 pub mod settings;

@@ -12,6 +12,15 @@ use serde::{Deserialize, Serialize};
 use crate::detect::adwin::Adwin;
 use crate::event::PredictionEvent;
 
+use super::fairness::FairnessCheck;
+use super::join::JoinedOutcome;
+use super::performance::{
+    PerformanceEvaluation, PerformanceTracker, RuleOutcome, CONCEPT_DRIFT_DETECTOR,
+};
+use super::quality::QualityReport;
+use super::schedule::CronSchedule;
+use super::settings::TaskKind;
+
 use super::feature::{DetectorResult, Observation, QualityCounts, SeriesEvaluation, SeriesTracker};
 use super::output::{AlertState, DriftAlert, OffsetRange, Output, RetrainRequest, RetrainTrigger};
 use super::policy::{benjamini_hochberg, AlertBook, Verdict};
@@ -19,6 +28,10 @@ use super::settings::{DetectorSettings, FeatureKind, MonitorSettings};
 
 /// Subject name of the prediction (score and class) in alerts.
 pub const PREDICTION_SUBJECT: &str = "__prediction__";
+/// Subject name of the model's quality (performance rules, concept drift) in alerts.
+pub const PERFORMANCE_SUBJECT: &str = "__performance__";
+/// Subject name of the fairness rules in alerts.
+pub const FAIRNESS_SUBJECT: &str = "__fairness__";
 
 /// Where an event came from, so retrain requests can point at their data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +69,30 @@ struct FeatureSlot {
     last_seen: u64,
 }
 
+/// Quality of one version's window at one evaluation (for metrics and replay reports).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QualityRecord {
+    /// Model.
+    pub model_id: String,
+    /// Version.
+    pub model_version: String,
+    /// End of the evaluated window (event time, ms).
+    pub window_end: i64,
+    /// The window's quality.
+    pub quality: QualityReport,
+}
+
+/// Where evaluations put what they produce.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Collected {
+    /// Alerts and retrain requests, in production order.
+    pub outputs: Vec<Output>,
+    /// Detector results.
+    pub evaluations: Vec<EvaluationRecord>,
+    /// Window quality of versions with joined labels.
+    pub quality: Vec<QualityRecord>,
+}
+
 /// An evaluation outcome kept for status pages and metrics.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvaluationRecord {
@@ -73,6 +110,13 @@ pub struct EvaluationRecord {
     pub breach: bool,
     /// End of the evaluated window (event time, ms).
     pub window_end: i64,
+}
+
+/// The event-time span of an evaluated window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: i64,
+    end: i64,
 }
 
 /// Phase of a model version.
@@ -113,6 +157,64 @@ pub struct ModelMonitor {
     /// Latest result per (subject, detector).
     latest: BTreeMap<(String, String), EvaluationRecord>,
     prediction_detectors: DetectorSettings,
+    /// Label join results: quality, concept drift, fairness.
+    performance: PerformanceTracker,
+    /// Latest quality evaluation, for status pages (rebuilt at the next evaluation).
+    #[serde(skip)]
+    latest_performance: Option<PerformanceStatus>,
+    /// Largest event time of this version's predictions.
+    last_event_time: Option<i64>,
+    /// Scheduled retraining, on event time.
+    schedule: Option<CronSchedule>,
+    /// Event time up to which the schedule has been checked.
+    schedule_checked_through: Option<i64>,
+}
+
+/// The frozen reference of a model, built offline from training data by
+/// `driftwatch baseline` and used instead of a warm-up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BaselineState {
+    /// Frozen feature trackers, by feature name.
+    pub features: Vec<(String, SeriesTracker)>,
+    /// Frozen score tracker.
+    pub score: SeriesTracker,
+    /// Frozen predicted-class tracker.
+    pub class: SeriesTracker,
+    /// Quality of the training data's labels, when it had labels.
+    pub reference_quality: Option<super::quality::OutcomeStats>,
+}
+
+/// The outcome of a manual retrain request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ManualOutcome {
+    /// A request was issued.
+    Requested(RetrainRequest),
+    /// The model's cooldown is running: nothing was issued (unless forced).
+    Suppressed {
+        /// Event time (ms) at which the cooldown ends.
+        until: i64,
+    },
+}
+
+/// Latest quality of a version, for the HTTP API and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PerformanceStatus {
+    /// Task kind (auto until the first label decides).
+    pub task: TaskKind,
+    /// Joined outcomes so far.
+    pub outcomes: u64,
+    /// Joined outcomes that could not be scored.
+    pub unscorable: u64,
+    /// Quality of the current window.
+    pub window: QualityReport,
+    /// Reference quality, once complete.
+    pub reference: Option<QualityReport>,
+    /// Fairness report, or why it was skipped.
+    pub fairness: FairnessCheck,
+    /// ADWIN on the error stream: current estimate and width.
+    pub concept_drift_estimate: Option<f64>,
+    /// End of the evaluated window (event time, ms).
+    pub window_end: i64,
 }
 
 impl ModelMonitor {
@@ -150,7 +252,72 @@ impl ModelMonitor {
             last_retrain_at: None,
             latest: BTreeMap::new(),
             prediction_detectors,
+            performance: PerformanceTracker::new(model_id, settings),
+            latest_performance: None,
+            last_event_time: None,
+            schedule: overrides
+                .and_then(|m| m.retrain_schedule.as_deref())
+                .and_then(|expression| CronSchedule::parse(expression).ok()),
+            schedule_checked_through: None,
         }
+        .with_baseline(settings)
+    }
+
+    /// Starts from the model's baseline, when the settings carry one: monitoring from the
+    /// first event, against the training data.
+    fn with_baseline(mut self, settings: &MonitorSettings) -> Self {
+        let Some(baseline) = settings.baselines.get(&self.model_id) else {
+            return self;
+        };
+        let panes = settings.windows.panes;
+        for (name, tracker) in &baseline.features {
+            let slot = self.slot_for(usize::MAX, name, settings);
+            self.features[slot].tracker = tracker.restarted(panes);
+        }
+        self.score = baseline.score.restarted(panes);
+        self.class = baseline.class.restarted(panes);
+        if let Some(quality) = &baseline.reference_quality {
+            self.performance.set_reference(quality.clone());
+        }
+        self.phase = Phase::Monitoring;
+        self
+    }
+
+    /// Builds a baseline: every event given so far (the model must still be warming up)
+    /// becomes the frozen reference.
+    pub fn into_baseline(mut self, settings: &MonitorSettings) -> BaselineState {
+        if self.phase == Phase::WarmingUp {
+            self.freeze(settings);
+        }
+        let reference_quality = self.performance.reference_stats();
+        let mut features: Vec<(String, SeriesTracker)> = Vec::new();
+        for (name, &slot) in &self.by_name {
+            let feature = &self.features[slot];
+            if !feature.ignored {
+                features.push((name.clone(), feature.tracker.restarted(1)));
+            }
+        }
+        BaselineState {
+            features,
+            score: self.score.restarted(1),
+            class: self.class.restarted(1),
+            reference_quality,
+        }
+    }
+
+    /// Largest event time of this version's predictions.
+    pub fn last_event_time(&self) -> Option<i64> {
+        self.last_event_time
+    }
+
+    /// The model's sensitive attribute, when fairness is configured.
+    pub fn sensitive_attribute(&self) -> Option<&str> {
+        self.performance.sensitive_attribute()
+    }
+
+    /// Records a prediction joined to its label in pane `pane`.
+    pub fn record_outcome(&mut self, pane: i64, outcome: &JoinedOutcome) {
+        self.performance.record_outcome(pane, outcome);
     }
 
     /// Model id.
@@ -231,6 +398,25 @@ impl ModelMonitor {
         settings: &MonitorSettings,
     ) {
         self.events += 1;
+        self.last_event_time = Some(
+            self.last_event_time
+                .map_or(event.timestamp, |t| t.max(event.timestamp)),
+        );
+        if let Some(attribute) = self.performance.sensitive_attribute() {
+            let group = event
+                .attributes
+                .iter()
+                .find(|(key, _)| key == attribute)
+                .map(|(_, value)| value.clone());
+            if let Some(group) = group {
+                self.performance.record_prediction(
+                    pane,
+                    &group,
+                    event.prediction.score,
+                    event.prediction.label.as_deref(),
+                );
+            }
+        }
         let sequence = self.events;
         let warming = self.phase == Phase::WarmingUp;
         for (position, (name, value)) in event.features.iter().enumerate() {
@@ -329,9 +515,11 @@ impl ModelMonitor {
         through: i64,
         pane_ms: i64,
         settings: &MonitorSettings,
-        outputs: &mut Vec<Output>,
-        evaluations: &mut Vec<EvaluationRecord>,
+        collected: &mut Collected,
     ) {
+        // Outcomes arrive during warm-up too (they form the reference quality); their old
+        // panes must slide out all the same.
+        self.performance.close_through(through);
         if self.phase != Phase::Monitoring {
             return;
         }
@@ -347,7 +535,7 @@ impl ModelMonitor {
         self.open_panes = self.open_panes.split_off(&(through + 1));
         let oldest = through.saturating_sub(settings.windows.panes as i64 - 1);
         self.pane_offsets = self.pane_offsets.split_off(&oldest);
-        self.evaluate(through, pane_ms, settings, outputs, evaluations);
+        self.evaluate(through, pane_ms, settings, collected);
     }
 
     fn evaluate(
@@ -355,9 +543,13 @@ impl ModelMonitor {
         through: i64,
         pane_ms: i64,
         settings: &MonitorSettings,
-        outputs: &mut Vec<Output>,
-        evaluations: &mut Vec<EvaluationRecord>,
+        collected: &mut Collected,
     ) {
+        let Collected {
+            outputs,
+            evaluations,
+            quality,
+        } = collected;
         let policy = settings.policy;
         let window_end = through.saturating_add(1).saturating_mul(pane_ms);
         let default_start = (through - settings.windows.panes as i64 + 1).saturating_mul(pane_ms);
@@ -419,6 +611,10 @@ impl ModelMonitor {
             }
         }
 
+        let span = Span {
+            start: default_start,
+            end: window_end,
+        };
         for (index, (subject, evaluation, window_start)) in gathered.iter().enumerate() {
             for (j, result) in evaluation.results.iter().enumerate() {
                 let p_used = adjusted[index][j];
@@ -429,48 +625,28 @@ impl ModelMonitor {
                     }
                     None => result.statistic >= result.threshold,
                 };
-                let verdict = if breach {
-                    Verdict::Breach
-                } else {
-                    Verdict::Clean
-                };
-                if let Some(state) = self.alerts.observe(
+                let verdict = Verdict::from_breach(breach);
+                self.publish(
                     subject,
-                    &result.detector,
+                    result,
+                    p_used,
                     verdict,
                     policy.consecutive,
-                    policy.consecutive,
-                ) {
-                    let alert = self.alert(
-                        subject,
-                        result,
-                        p_used,
-                        state,
-                        *window_start,
-                        window_end,
-                        evaluation,
-                    );
-                    self.track_firing(subject, &result.detector, state, &alert.alert_id);
-                    outputs.push(Output::Alert(alert));
-                }
-                let record = EvaluationRecord {
-                    model_id: self.model_id.clone(),
-                    model_version: self.model_version.clone(),
-                    subject: subject.clone(),
-                    result: result.clone(),
-                    adjusted_p_value: if policy.benjamini_hochberg {
-                        p_used
-                    } else {
-                        None
+                    Span {
+                        start: *window_start,
+                        end: window_end,
                     },
+                    evaluation,
+                    outputs,
+                );
+                self.record(
+                    subject,
+                    result,
+                    policy.benjamini_hochberg.then_some(p_used).flatten(),
                     breach,
                     window_end,
-                };
-                self.latest.insert(
-                    (subject.clone(), result.detector.to_string()),
-                    record.clone(),
+                    evaluations,
                 );
-                evaluations.push(record);
             }
         }
 
@@ -478,50 +654,233 @@ impl ModelMonitor {
         // first evaluation after a detection and resolves after k quiet ones.
         if self.score_adwin.is_some() {
             let detections = std::mem::take(&mut self.adwin_detections_since_evaluation);
-            let verdict = if detections > 0 {
-                Verdict::Breach
-            } else {
-                Verdict::Clean
-            };
-            let result = DetectorResult {
-                detector: std::borrow::Cow::Borrowed("adwin"),
-                statistic: self.score_adwin.as_ref().map_or(0.0, Adwin::estimation),
-                p_value: None,
-                threshold: settings.prediction.adwin.delta,
-                error_bound: None,
-                retrain: true,
-            };
-            if let Some(state) =
-                self.alerts
-                    .observe(PREDICTION_SUBJECT, "adwin", verdict, 1, policy.consecutive)
-            {
-                let width = self.score_adwin.as_ref().map_or(0, Adwin::width);
-                let evaluation = SeriesEvaluation {
-                    results: Vec::new(),
-                    reference_count: 0,
-                    window_count: width,
-                    evidence_sha256: super::output::stable_id(&[
-                        b"adwin",
-                        &detections.to_le_bytes(),
-                        &result.statistic.to_bits().to_le_bytes(),
-                        &width.to_le_bytes(),
-                    ]),
-                };
-                let alert = self.alert(
-                    PREDICTION_SUBJECT,
-                    &result,
-                    None,
-                    state,
-                    default_start,
-                    window_end,
-                    &evaluation,
-                );
-                self.track_firing(PREDICTION_SUBJECT, "adwin", state, &alert.alert_id);
-                outputs.push(Output::Alert(alert));
-            }
+            let estimation = self.score_adwin.as_ref().map_or(0.0, Adwin::estimation);
+            let width = self.score_adwin.as_ref().map_or(0, Adwin::width);
+            self.publish_change_detector(
+                PREDICTION_SUBJECT,
+                "adwin",
+                detections,
+                (estimation, width),
+                settings.prediction.adwin.delta,
+                span,
+                settings,
+                outputs,
+            );
         }
 
+        self.evaluate_performance(through, span, settings, outputs, evaluations, quality);
         self.maybe_request_retrain(window_end, settings, outputs);
+        self.maybe_schedule_retrain(window_end, settings, outputs);
+    }
+
+    /// Quality rules, fairness rules and concept drift of the window ending at `through`.
+    fn evaluate_performance(
+        &mut self,
+        through: i64,
+        span: Span,
+        settings: &MonitorSettings,
+        outputs: &mut Vec<Output>,
+        evaluations: &mut Vec<EvaluationRecord>,
+        quality_records: &mut Vec<QualityRecord>,
+    ) {
+        let PerformanceEvaluation {
+            quality,
+            reference,
+            rules,
+            fairness_rules,
+            fairness,
+            concept_drift_detections,
+        } = self.performance.evaluate(through);
+        let start = self.performance.first_pane().map_or(span.start, |pane| {
+            pane.saturating_mul(settings.windows.pane_ms)
+        });
+        let evidence = super::output::stable_id(&[
+            b"performance",
+            serde_json::to_string(&quality)
+                .unwrap_or_default()
+                .as_bytes(),
+        ]);
+        let evaluation = SeriesEvaluation {
+            results: Vec::new(),
+            reference_count: reference.as_ref().map_or(0, |r| r.count),
+            window_count: quality.count,
+            evidence_sha256: evidence,
+        };
+        let k = settings.policy.consecutive;
+        for (subject, outcomes) in [
+            (PERFORMANCE_SUBJECT, &rules),
+            (FAIRNESS_SUBJECT, &fairness_rules),
+        ] {
+            for RuleOutcome { result, breach } in outcomes {
+                self.publish(
+                    subject,
+                    result,
+                    None,
+                    Verdict::from_breach(*breach),
+                    k,
+                    Span {
+                        start,
+                        end: span.end,
+                    },
+                    &evaluation,
+                    outputs,
+                );
+                self.record(subject, result, None, *breach, span.end, evaluations);
+            }
+        }
+        if let Some((estimation, width)) = self.performance.concept_drift_state() {
+            self.publish_change_detector(
+                PERFORMANCE_SUBJECT,
+                CONCEPT_DRIFT_DETECTOR,
+                concept_drift_detections,
+                (estimation, width),
+                settings.performance.adwin.delta,
+                Span {
+                    start,
+                    end: span.end,
+                },
+                settings,
+                outputs,
+            );
+        }
+        if quality.count > 0 {
+            quality_records.push(QualityRecord {
+                model_id: self.model_id.clone(),
+                model_version: self.model_version.clone(),
+                window_end: span.end,
+                quality: quality.clone(),
+            });
+        }
+        self.latest_performance = Some(PerformanceStatus {
+            task: self.performance.task(),
+            outcomes: self.performance.outcomes(),
+            unscorable: self.performance.unscorable(),
+            window: quality,
+            reference,
+            fairness,
+            concept_drift_estimate: self.performance.concept_drift_state().map(|(e, _)| e),
+            window_end: span.end,
+        });
+    }
+
+    /// Feeds one verdict to the alert book and publishes the transition, if any.
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &mut self,
+        subject: &str,
+        result: &DetectorResult,
+        p_value: Option<f64>,
+        verdict: Verdict,
+        k_fire: u32,
+        span: Span,
+        evaluation: &SeriesEvaluation,
+        outputs: &mut Vec<Output>,
+    ) {
+        self.publish_with(
+            subject,
+            result,
+            p_value,
+            verdict,
+            (k_fire, k_fire),
+            span,
+            evaluation,
+            outputs,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish_with(
+        &mut self,
+        subject: &str,
+        result: &DetectorResult,
+        p_value: Option<f64>,
+        verdict: Verdict,
+        (k_fire, k_resolve): (u32, u32),
+        span: Span,
+        evaluation: &SeriesEvaluation,
+        outputs: &mut Vec<Output>,
+    ) {
+        if let Some(state) =
+            self.alerts
+                .observe(subject, &result.detector, verdict, k_fire, k_resolve)
+        {
+            let alert = self.alert(
+                subject, result, p_value, state, span.start, span.end, evaluation,
+            );
+            self.track_firing(subject, &result.detector, state, &alert.alert_id);
+            outputs.push(Output::Alert(alert));
+        }
+    }
+
+    /// Remembers the latest result of (subject, detector) and hands it to the metrics.
+    fn record(
+        &mut self,
+        subject: &str,
+        result: &DetectorResult,
+        adjusted_p_value: Option<f64>,
+        breach: bool,
+        window_end: i64,
+        evaluations: &mut Vec<EvaluationRecord>,
+    ) {
+        let record = EvaluationRecord {
+            model_id: self.model_id.clone(),
+            model_version: self.model_version.clone(),
+            subject: subject.to_owned(),
+            result: result.clone(),
+            adjusted_p_value,
+            breach,
+            window_end,
+        };
+        self.latest.insert(
+            (subject.to_owned(), result.detector.to_string()),
+            record.clone(),
+        );
+        evaluations.push(record);
+    }
+
+    /// A change detector (ADWIN) is its own confirmation: it fires at the first evaluation
+    /// after a detection and resolves after k quiet ones.
+    #[allow(clippy::too_many_arguments)]
+    fn publish_change_detector(
+        &mut self,
+        subject: &str,
+        detector: &'static str,
+        detections: u64,
+        (estimation, width): (f64, u64),
+        delta: f64,
+        span: Span,
+        settings: &MonitorSettings,
+        outputs: &mut Vec<Output>,
+    ) {
+        let result = DetectorResult {
+            detector: std::borrow::Cow::Borrowed(detector),
+            statistic: estimation,
+            p_value: None,
+            threshold: delta,
+            error_bound: None,
+            retrain: true,
+        };
+        let evaluation = SeriesEvaluation {
+            results: Vec::new(),
+            reference_count: 0,
+            window_count: width,
+            evidence_sha256: super::output::stable_id(&[
+                detector.as_bytes(),
+                &detections.to_le_bytes(),
+                &estimation.to_bits().to_le_bytes(),
+                &width.to_le_bytes(),
+            ]),
+        };
+        self.publish_with(
+            subject,
+            &result,
+            None,
+            Verdict::from_breach(detections > 0),
+            (1, settings.policy.consecutive),
+            span,
+            &evaluation,
+            outputs,
+        );
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -575,15 +934,26 @@ impl ModelMonitor {
     }
 
     /// Whether a firing (subject, detector) counts towards retraining (its action is
-    /// `retrain`; ADWIN on the score always counts).
+    /// `retrain`; the change detectors always count).
     fn retrain_relevant(&self, subject: &str, detector: &str) -> bool {
         (subject == PREDICTION_SUBJECT && detector == "adwin")
+            || (subject == PERFORMANCE_SUBJECT && detector == CONCEPT_DRIFT_DETECTOR)
             || self
                 .latest
                 .get(&(subject.to_owned(), detector.to_owned()))
                 .is_some_and(|record| record.result.retrain)
     }
 
+    fn cooling_down(&self, now: i64, settings: &MonitorSettings) -> Option<i64> {
+        let until = self
+            .last_retrain_at?
+            .saturating_add(settings.policy.cooldown_ms);
+        (now < until).then_some(until)
+    }
+
+    /// One retrain request per evaluation at most, whatever fired: the strongest trigger
+    /// names it (performance, then concept drift, then data drift) and every firing alert
+    /// that counts is among its reasons.
     fn maybe_request_retrain(
         &mut self,
         now: i64,
@@ -592,49 +962,128 @@ impl ModelMonitor {
     ) {
         let policy = settings.policy;
         // Votes per subject among retrain-relevant firing detectors.
-        let mut votes: BTreeMap<&str, Vec<(&str, &str)>> = BTreeMap::new();
+        let mut votes: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (subject, detector) in self.alerts.firing() {
             if self.retrain_relevant(subject, detector) {
-                votes.entry(subject).or_default().push((subject, detector));
+                votes.entry(subject).or_default().push(detector);
             }
         }
+        let special = [PREDICTION_SUBJECT, PERFORMANCE_SUBJECT, FAIRNESS_SUBJECT];
         let drifted: Vec<&str> = votes
             .iter()
-            .filter(|(subject, v)| {
-                **subject != PREDICTION_SUBJECT && v.len() >= policy.votes as usize
-            })
+            .filter(|(subject, v)| !special.contains(subject) && v.len() >= policy.votes as usize)
             .map(|(s, _)| *s)
             .collect();
-        let prediction_drifted = votes.get(PREDICTION_SUBJECT).is_some_and(|v| !v.is_empty());
-        if drifted.len() < policy.drifted_features_for_retrain && !prediction_drifted {
+        let prediction_drifted = votes.contains_key(PREDICTION_SUBJECT);
+        let data_drift = drifted.len() >= policy.drifted_features_for_retrain || prediction_drifted;
+        let performance_detectors = votes.get(PERFORMANCE_SUBJECT);
+        let concept_drift =
+            performance_detectors.is_some_and(|d| d.contains(&CONCEPT_DRIFT_DETECTOR));
+        let performance = votes.contains_key(FAIRNESS_SUBJECT)
+            || performance_detectors
+                .is_some_and(|d| d.iter().any(|d| *d != CONCEPT_DRIFT_DETECTOR));
+        let trigger = if performance {
+            RetrainTrigger::Performance
+        } else if concept_drift {
+            RetrainTrigger::ConceptDrift
+        } else if data_drift {
+            RetrainTrigger::DataDrift
+        } else {
             return;
-        }
-        if self
-            .last_retrain_at
-            .is_some_and(|last| now.saturating_sub(last) < policy.cooldown_ms)
-        {
+        };
+        if self.cooling_down(now, settings).is_some() {
             return;
         }
         let mut reasons = Vec::new();
         for (subject, detectors) in &votes {
-            if *subject != PREDICTION_SUBJECT && !drifted.contains(subject) {
+            let counts = match *subject {
+                PREDICTION_SUBJECT => data_drift,
+                PERFORMANCE_SUBJECT | FAIRNESS_SUBJECT => true,
+                feature => data_drift && drifted.contains(&feature),
+            };
+            if !counts {
                 continue;
             }
-            for (s, d) in detectors {
-                if let Some(id) = self
-                    .firing_alert_ids
-                    .get(&((*s).to_owned(), (*d).to_owned()))
-                {
+            for detector in detectors {
+                let key = ((*subject).to_owned(), (*detector).to_owned());
+                if let Some(id) = self.firing_alert_ids.get(&key) {
                     reasons.push(id.clone());
                 }
-                if let Some(record) = self.latest.get(&((*s).to_owned(), (*d).to_owned())) {
+                if let Some(record) = self.latest.get(&key) {
                     reasons.push(format!(
-                        "{s}: {d} = {:.6} (threshold {})",
+                        "{subject}: {detector} = {:.6} (threshold {})",
                         record.result.statistic, record.result.threshold
                     ));
                 }
             }
         }
+        let request = self.request(trigger, now, now, reasons, settings);
+        outputs.push(Output::Retrain(request));
+    }
+
+    /// A SCHEDULED request when the version's cron schedule passed since the last evaluation
+    /// (on event time), unless the cooldown is running.
+    fn maybe_schedule_retrain(
+        &mut self,
+        now: i64,
+        settings: &MonitorSettings,
+        outputs: &mut Vec<Output>,
+    ) {
+        let Some(schedule) = &self.schedule else {
+            return;
+        };
+        let checked = self.schedule_checked_through.replace(now);
+        // The first evaluation only starts the schedule: instants before the stream began
+        // are not owed.
+        let Some(after) = checked else { return };
+        let Some(instant) = schedule.last_between(after, now) else {
+            return;
+        };
+        if self.cooling_down(now, settings).is_some() {
+            return;
+        }
+        let reasons = vec![format!("schedule {:?} at {instant}", schedule.expression())];
+        let request = self.request(RetrainTrigger::Scheduled, instant, now, reasons, settings);
+        outputs.push(Output::Retrain(request));
+    }
+
+    /// A MANUAL request (HTTP), at event time `now` (the partition's clock). Subject to the
+    /// cooldown unless `force`; the same reason at the same event time gives the same id, so
+    /// a retried HTTP call is de-duplicated downstream.
+    pub fn manual_retrain(
+        &mut self,
+        now: i64,
+        reason: &str,
+        force: bool,
+        settings: &MonitorSettings,
+    ) -> ManualOutcome {
+        if !force {
+            if let Some(until) = self.cooling_down(now, settings) {
+                return ManualOutcome::Suppressed { until };
+            }
+        }
+        let mut request = self.request(
+            RetrainTrigger::Manual,
+            now,
+            now,
+            vec![format!("manual: {reason}")],
+            settings,
+        );
+        request.request_id =
+            super::output::stable_id(&[request.request_id.as_bytes(), reason.as_bytes()]);
+        ManualOutcome::Requested(request)
+    }
+
+    /// A request of `trigger` created at `now` (id keyed on `key_time`), for the data of the
+    /// current window; starts the cooldown.
+    fn request(
+        &mut self,
+        trigger: RetrainTrigger,
+        key_time: i64,
+        now: i64,
+        reasons: Vec<String>,
+        settings: &MonitorSettings,
+    ) -> RetrainRequest {
         let data_from = self
             .pane_offsets
             .keys()
@@ -662,22 +1111,22 @@ impl ModelMonitor {
             )
             .collect();
         self.last_retrain_at = Some(now);
-        outputs.push(Output::Retrain(RetrainRequest {
+        RetrainRequest {
             request_id: RetrainRequest::id_for(
                 &self.model_id,
                 &self.model_version,
-                RetrainTrigger::DataDrift,
-                now,
+                trigger,
+                key_time,
             ),
             model_id: self.model_id.clone(),
             model_version: self.model_version.clone(),
-            trigger: RetrainTrigger::DataDrift,
+            trigger,
             reasons,
             data_from,
             data_to: now,
             source_offsets,
             created_at: now,
-        }));
+        }
     }
 
     /// Status of every series, for the HTTP API.
@@ -711,6 +1160,9 @@ impl ModelMonitor {
                 quality: self.score.quality,
                 detectors: self.detector_status(PREDICTION_SUBJECT),
             },
+            performance: self.latest_performance.clone(),
+            performance_detectors: self.detector_status(PERFORMANCE_SUBJECT),
+            fairness_detectors: self.detector_status(FAIRNESS_SUBJECT),
         }
     }
 
@@ -786,4 +1238,10 @@ pub struct ModelStatus {
     pub features: Vec<SeriesStatus>,
     /// The prediction's score.
     pub prediction: SeriesStatus,
+    /// Quality from joined labels (after the first evaluation).
+    pub performance: Option<PerformanceStatus>,
+    /// Latest outcomes of the performance rules and concept drift.
+    pub performance_detectors: Vec<DetectorStatus>,
+    /// Latest outcomes of the fairness rules.
+    pub fairness_detectors: Vec<DetectorStatus>,
 }

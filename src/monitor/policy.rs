@@ -70,6 +70,17 @@ impl Hysteresis {
     }
 }
 
+impl Verdict {
+    /// Breach or clean.
+    pub fn from_breach(breach: bool) -> Self {
+        if breach {
+            Verdict::Breach
+        } else {
+            Verdict::Clean
+        }
+    }
+}
+
 /// The state machines of one model version, keyed by (subject, detector).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AlertBook {

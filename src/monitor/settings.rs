@@ -327,6 +327,146 @@ impl Default for PredictionSettings {
     }
 }
 
+/// What kind of model a version is, for the quality metrics of its joined labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Decided by the first joined label: a text label, or a 0/1 label joined to a
+    /// prediction with a class or a score in [0, 1], means classification; any other number
+    /// means regression.
+    #[default]
+    Auto,
+    /// Class labels; error = predicted class ≠ true class.
+    Classification,
+    /// Numeric targets; error = |score − target|.
+    Regression,
+}
+
+/// A quality metric a performance rule watches (names as in `GET /v1/models`).
+pub use super::quality::QualityMetric;
+
+/// A performance rule: a floor or ceiling on a windowed quality metric, or a limit on how much
+/// it may degrade from the reference window. Fires like the drift detectors (k consecutive
+/// breaching evaluations).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceRule {
+    /// The metric.
+    pub metric: QualityMetric,
+    /// Breach when the window's value is below this (e.g. `accuracy` 0.85).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Breach when the window's value is above this (e.g. `rmse` 12.0).
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Breach when the window is worse than the reference by more than this: a drop for
+    /// metrics where higher is better, a rise for the others (log loss, MAE, RMSE, FPR).
+    #[serde(default)]
+    pub max_degradation: Option<f64>,
+    /// What a breach leads to.
+    #[serde(default = "retrain_action")]
+    pub action: Action,
+}
+
+fn retrain_action() -> Action {
+    Action::Retrain
+}
+
+/// Label join, model quality and concept drift (DESIGN §1 PerformanceTracker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PerformanceSettings {
+    /// How long (event time) a prediction waits for its label, or a label for its prediction,
+    /// before it is counted as unmatched and forgotten.
+    pub join_ttl_ms: i64,
+    /// At most this many predictions and labels wait for their match per partition; beyond
+    /// it the oldest are evicted (counted). Bounds the join's memory.
+    pub join_max_entries: usize,
+    /// Task kind of every model (per-model override: `[[monitor.models]] task`).
+    pub task: TaskKind,
+    /// The positive class for precision, recall, F1, ROC AUC, log loss and fairness.
+    pub positive_class: String,
+    /// A prediction without a class is positive when its score is ≥ this.
+    pub decision_threshold: f64,
+    /// The first this-many joined outcomes of a version form its reference quality (unless
+    /// a baseline file gives one).
+    pub reference_outcomes: u64,
+    /// Rules are evaluated only on windows with at least this many joined outcomes.
+    pub min_outcomes: u64,
+    /// ADWIN on the error stream (0/1 misclassification, or absolute error): concept drift.
+    pub adwin: AdwinParams,
+    /// Whether ADWIN on the error stream runs.
+    pub adwin_enabled: bool,
+    /// Quality rules (per-model override: `[[monitor.models]] performance_rules`).
+    pub rules: Vec<PerformanceRule>,
+}
+
+impl Default for PerformanceSettings {
+    fn default() -> Self {
+        Self {
+            join_ttl_ms: 7 * 24 * 3_600_000,
+            join_max_entries: 1_000_000,
+            task: TaskKind::Auto,
+            positive_class: "1".to_owned(),
+            decision_threshold: 0.5,
+            reference_outcomes: 1_000,
+            min_outcomes: 200,
+            adwin: AdwinParams::default(),
+            adwin_enabled: true,
+            rules: vec![
+                PerformanceRule {
+                    metric: QualityMetric::Accuracy,
+                    min: None,
+                    max: None,
+                    max_degradation: Some(0.05),
+                    action: Action::Retrain,
+                },
+                // A rise in false positives pages people but is not by itself a reason to
+                // retrain: thresholds are often re-tuned instead.
+                PerformanceRule {
+                    metric: QualityMetric::FalsePositiveRate,
+                    min: None,
+                    max: None,
+                    max_degradation: Some(0.05),
+                    action: Action::AlertOnly,
+                },
+            ],
+        }
+    }
+}
+
+/// Fairness across the groups of a sensitive attribute (from the event's `attributes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FairnessSettings {
+    /// The attribute whose values form the groups (per-model override:
+    /// `[[monitor.models]] sensitive_attribute`). None: fairness is skipped.
+    pub sensitive_attribute: Option<String>,
+    /// Distinct groups tracked; further values are pooled into `__other__`.
+    pub max_groups: usize,
+    /// A group needs this many predictions in the window to take part.
+    pub min_group_count: u64,
+    /// Breach when the demographic parity difference exceeds this.
+    pub demographic_parity_max: f64,
+    /// Breach when the equalized odds difference exceeds this.
+    pub equalized_odds_max: f64,
+    /// What a breach leads to (fairness usually needs a person, not a retrain).
+    pub action: Action,
+}
+
+impl Default for FairnessSettings {
+    fn default() -> Self {
+        Self {
+            sensitive_attribute: None,
+            max_groups: 20,
+            min_group_count: 30,
+            demographic_parity_max: 0.1,
+            equalized_odds_max: 0.1,
+            action: Action::AlertOnly,
+        }
+    }
+}
+
 /// A feature's declared type, overriding discovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -365,6 +505,17 @@ pub struct ModelOverrides {
     pub detectors: DetectorOverrides,
     /// Per-feature overrides, by feature name.
     pub features: BTreeMap<String, FeatureOverrides>,
+    /// Task kind of this model.
+    pub task: Option<TaskKind>,
+    /// Positive class of this model.
+    pub positive_class: Option<String>,
+    /// Quality rules of this model (replace the defaults).
+    pub performance_rules: Option<Vec<PerformanceRule>>,
+    /// Sensitive attribute of this model (fairness).
+    pub sensitive_attribute: Option<String>,
+    /// Cron expression (seconds minutes hours day-of-month month day-of-week [year]),
+    /// evaluated on event time in UTC: a SCHEDULED retrain request each time it passes.
+    pub retrain_schedule: Option<String>,
 }
 
 /// Everything the monitor needs.
@@ -381,8 +532,16 @@ pub struct MonitorSettings {
     pub policy: PolicySettings,
     /// Prediction monitoring.
     pub prediction: PredictionSettings,
+    /// Label join, model quality and concept drift.
+    pub performance: PerformanceSettings,
+    /// Fairness across groups of a sensitive attribute.
+    pub fairness: FairnessSettings,
     /// Per-model overrides.
     pub models: Vec<ModelOverrides>,
+    /// Baselines loaded from the files named by `models[].baseline`, by model id (filled
+    /// in when the configuration file is loaded; never written in TOML).
+    #[serde(skip)]
+    pub baselines: BTreeMap<String, std::sync::Arc<super::model::BaselineState>>,
 }
 
 impl MonitorSettings {
@@ -441,6 +600,21 @@ impl MonitorSettings {
         for problem in self.prediction.adwin.validate() {
             problems.push(format!("monitor.prediction.adwin: {problem}"));
         }
+        validate_performance(&self.performance, &mut problems);
+        let f = &self.fairness;
+        if f.max_groups < 2 {
+            problems.push("monitor.fairness.max_groups: must be >= 2".to_owned());
+        }
+        for (name, value) in [
+            ("demographic_parity_max", f.demographic_parity_max),
+            ("equalized_odds_max", f.equalized_odds_max),
+        ] {
+            if !(value > 0.0 && value <= 1.0) {
+                problems.push(format!(
+                    "monitor.fairness.{name}: must be in (0, 1], got {value}"
+                ));
+            }
+        }
         let mut seen = std::collections::BTreeSet::new();
         for (i, model) in self.models.iter().enumerate() {
             let path = format!("monitor.models[{i}]");
@@ -451,6 +625,14 @@ impl MonitorSettings {
             }
             if model.warmup_events == Some(0) {
                 problems.push(format!("{path}.warmup_events: must be >= 1"));
+            }
+            if let Some(rules) = &model.performance_rules {
+                validate_rules(&format!("{path}.performance_rules"), rules, &mut problems);
+            }
+            if let Some(expression) = &model.retrain_schedule {
+                if let Err(error) = super::schedule::CronSchedule::parse(expression) {
+                    problems.push(format!("{path}.retrain_schedule: {error}"));
+                }
             }
             let detectors = self.detectors.with(&model.detectors);
             if model.detectors != DetectorOverrides::default() {
@@ -473,6 +655,59 @@ impl MonitorSettings {
     /// Overrides for a model, if configured.
     pub fn model(&self, model_id: &str) -> Option<&ModelOverrides> {
         self.models.iter().find(|m| m.id == model_id)
+    }
+}
+
+fn validate_performance(p: &PerformanceSettings, problems: &mut Vec<String>) {
+    let path = "monitor.performance";
+    if p.join_ttl_ms <= 0 {
+        problems.push(format!(
+            "{path}.join_ttl_ms: must be > 0, got {}",
+            p.join_ttl_ms
+        ));
+    }
+    if p.join_max_entries == 0 {
+        problems.push(format!("{path}.join_max_entries: must be >= 1"));
+    }
+    if p.positive_class.is_empty() {
+        problems.push(format!("{path}.positive_class: must not be empty"));
+    }
+    if !p.decision_threshold.is_finite() {
+        problems.push(format!(
+            "{path}.decision_threshold: must be a finite number"
+        ));
+    }
+    if p.reference_outcomes == 0 {
+        problems.push(format!("{path}.reference_outcomes: must be >= 1"));
+    }
+    if p.min_outcomes == 0 {
+        problems.push(format!("{path}.min_outcomes: must be >= 1"));
+    }
+    for problem in p.adwin.validate() {
+        problems.push(format!("{path}.adwin: {problem}"));
+    }
+    validate_rules(&format!("{path}.rules"), &p.rules, problems);
+}
+
+fn validate_rules(path: &str, rules: &[PerformanceRule], problems: &mut Vec<String>) {
+    for (i, rule) in rules.iter().enumerate() {
+        for (name, value) in [
+            ("min", rule.min),
+            ("max", rule.max),
+            ("max_degradation", rule.max_degradation),
+        ] {
+            if value.is_some_and(|v| !v.is_finite()) {
+                problems.push(format!("{path}[{i}].{name}: must be a finite number"));
+            }
+        }
+        if rule.min.is_none() && rule.max.is_none() && rule.max_degradation.is_none() {
+            problems.push(format!(
+                "{path}[{i}]: needs at least one of min, max, max_degradation"
+            ));
+        }
+        if rule.max_degradation.is_some_and(|v| v < 0.0) {
+            problems.push(format!("{path}[{i}].max_degradation: must be >= 0"));
+        }
     }
 }
 

@@ -1,0 +1,443 @@
+//! The label join: ground-truth labels (topic `inference.labels`) matched to their
+//! predictions by `(model_id, event_id)`, whichever of the two arrives first.
+//!
+//! Owns: the two waiting rooms (predictions waiting for a label, labels waiting for a
+//! prediction), their event-time TTL and their size bound. Pure and deterministic: entries
+//! leave in arrival order, time is event time, and nothing here can fail — an entry that never
+//! finds its match is counted, not reported as an error.
+//!
+//! Memory: at most `max_entries` arrivals are remembered (matched ones leave a tombstone in
+//! the arrival queue until it reaches the front, and tombstones count towards the bound), so
+//! the join holds O(`max_entries`) entries whatever the traffic.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::{LabelEvent, LabelValue, PredictionEvent};
+
+/// A label value owned by the join.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Truth {
+    /// Class label.
+    Class(String),
+    /// Regression target.
+    Number(f64),
+}
+
+impl From<&LabelValue<'_>> for Truth {
+    fn from(value: &LabelValue<'_>) -> Self {
+        match value {
+            LabelValue::Text(text) => Truth::Class(text.to_string()),
+            LabelValue::Number(x) => Truth::Number(*x),
+        }
+    }
+}
+
+/// What the join keeps of a prediction while it waits: just what quality and fairness need.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PredictionSummary {
+    /// Model version (labels do not carry it).
+    pub model_version: String,
+    /// Event time of the prediction.
+    pub timestamp: i64,
+    /// Score.
+    pub score: Option<f64>,
+    /// Predicted class.
+    pub class: Option<String>,
+    /// Class probabilities, when the producer sent them (for multiclass log loss).
+    pub probabilities: Vec<(String, f64)>,
+    /// Value of the model's sensitive attribute, when configured and present.
+    pub group: Option<String>,
+}
+
+impl PredictionSummary {
+    /// The summary of `event`, keeping the value of `sensitive_attribute` if given.
+    pub fn of(event: &PredictionEvent<'_>, sensitive_attribute: Option<&str>) -> Self {
+        Self {
+            model_version: event.model_version.to_string(),
+            timestamp: event.timestamp,
+            score: event.prediction.score,
+            class: event.prediction.label.as_deref().map(str::to_owned),
+            probabilities: event
+                .prediction
+                .probabilities
+                .iter()
+                .flatten()
+                .map(|(class, p)| (class.to_string(), *p))
+                .collect(),
+            group: sensitive_attribute.and_then(|name| {
+                event
+                    .attributes
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| value.to_string())
+            }),
+        }
+    }
+}
+
+/// A prediction joined to its label.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinedOutcome {
+    /// Model.
+    pub model_id: String,
+    /// Prediction's event id.
+    pub event_id: String,
+    /// What was predicted.
+    pub prediction: PredictionSummary,
+    /// What was true.
+    pub truth: Truth,
+    /// Event time of the label.
+    pub label_timestamp: i64,
+}
+
+impl JoinedOutcome {
+    /// When the outcome became known: the later of the prediction and the label. Quality
+    /// windows place the outcome here, so a label that arrives before its prediction (clock
+    /// skew between producers) still lands after the prediction.
+    pub fn known_at(&self) -> i64 {
+        self.label_timestamp.max(self.prediction.timestamp)
+    }
+}
+
+/// Counters of the join, exported as metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinCounters {
+    /// Predictions and labels matched.
+    pub joined: u64,
+    /// Predictions that waited longer than the TTL for a label.
+    pub expired_predictions: u64,
+    /// Labels that waited longer than the TTL for a prediction.
+    pub expired_labels: u64,
+    /// Waiting entries pushed out by the size bound.
+    pub evicted: u64,
+    /// A second label for an already labelled (or already waiting) event: ignored.
+    pub duplicate_labels: u64,
+    /// A second prediction with an event id already waiting: the first one is kept.
+    pub duplicate_predictions: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Side {
+    Prediction,
+    Label,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Waiting<T> {
+    arrival: u64,
+    timestamp: i64,
+    value: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WaitingLabel {
+    truth: Truth,
+}
+
+/// Arrival record: which entry arrived when; the map entry is live only while its arrival
+/// number still matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Arrival {
+    arrival: u64,
+    side: Side,
+    key: JoinKey,
+}
+
+/// `(model_id, event_id)`: event ids are unique per producer, not across models.
+type JoinKey = (String, String);
+
+/// The label join of one partition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LabelJoin {
+    ttl_ms: i64,
+    max_entries: usize,
+    predictions: HashMap<JoinKey, Waiting<PredictionSummary>>,
+    labels: HashMap<JoinKey, Waiting<WaitingLabel>>,
+    arrivals: VecDeque<Arrival>,
+    next_arrival: u64,
+    counters: JoinCounters,
+}
+
+impl LabelJoin {
+    /// A join whose entries wait at most `ttl_ms` of event time, holding at most
+    /// `max_entries` arrivals.
+    pub fn new(ttl_ms: i64, max_entries: usize) -> Self {
+        Self {
+            ttl_ms,
+            max_entries: max_entries.max(1),
+            predictions: HashMap::new(),
+            labels: HashMap::new(),
+            arrivals: VecDeque::new(),
+            next_arrival: 0,
+            counters: JoinCounters::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn counters(&self) -> JoinCounters {
+        self.counters
+    }
+
+    /// Entries waiting for their match.
+    pub fn waiting(&self) -> usize {
+        self.predictions.len() + self.labels.len()
+    }
+
+    /// Offers a prediction: returns the joined outcome when its label was already waiting,
+    /// otherwise the prediction waits.
+    pub fn offer_prediction(
+        &mut self,
+        event: &PredictionEvent<'_>,
+        sensitive_attribute: Option<&str>,
+    ) -> Option<JoinedOutcome> {
+        let key = (event.model_id.to_string(), event.event_id.to_string());
+        if let Some(label) = self.labels.remove(&key) {
+            self.counters.joined += 1;
+            return Some(JoinedOutcome {
+                model_id: key.0,
+                event_id: key.1,
+                prediction: PredictionSummary::of(event, sensitive_attribute),
+                truth: label.value.truth,
+                label_timestamp: label.timestamp,
+            });
+        }
+        if self.predictions.contains_key(&key) {
+            self.counters.duplicate_predictions += 1;
+            return None;
+        }
+        let arrival = self.arrive(Side::Prediction, key.clone());
+        self.predictions.insert(
+            key,
+            Waiting {
+                arrival,
+                timestamp: event.timestamp,
+                value: PredictionSummary::of(event, sensitive_attribute),
+            },
+        );
+        self.enforce_bound();
+        None
+    }
+
+    /// Offers a label: returns the joined outcome when its prediction was waiting, otherwise
+    /// the label waits.
+    pub fn offer_label(&mut self, event: &LabelEvent<'_>) -> Option<JoinedOutcome> {
+        let key = (event.model_id.to_string(), event.event_id.to_string());
+        if let Some(prediction) = self.predictions.remove(&key) {
+            self.counters.joined += 1;
+            return Some(JoinedOutcome {
+                model_id: key.0,
+                event_id: key.1,
+                prediction: prediction.value,
+                truth: Truth::from(&event.label),
+                label_timestamp: event.timestamp,
+            });
+        }
+        if self.labels.contains_key(&key) {
+            self.counters.duplicate_labels += 1;
+            return None;
+        }
+        let arrival = self.arrive(Side::Label, key.clone());
+        self.labels.insert(
+            key,
+            Waiting {
+                arrival,
+                timestamp: event.timestamp,
+                value: WaitingLabel {
+                    truth: Truth::from(&event.label),
+                },
+            },
+        );
+        self.enforce_bound();
+        None
+    }
+
+    /// Forgets entries older than the TTL with respect to `now` (the partition's event-time
+    /// clock), in arrival order.
+    pub fn expire(&mut self, now: i64) {
+        let horizon = now.saturating_sub(self.ttl_ms);
+        while let Some(front) = self.arrivals.front() {
+            match self.entry_timestamp(front) {
+                // A tombstone (matched, or replaced): drop it.
+                None => {}
+                Some(timestamp) if timestamp < horizon => {
+                    let side = front.side;
+                    self.remove_front();
+                    match side {
+                        Side::Prediction => self.counters.expired_predictions += 1,
+                        Side::Label => self.counters.expired_labels += 1,
+                    }
+                    continue;
+                }
+                // Arrival order is close to time order; an entry that is not yet due keeps
+                // the ones behind it (they expire at most a little late, never early).
+                Some(_) => break,
+            }
+            self.arrivals.pop_front();
+        }
+    }
+
+    fn arrive(&mut self, side: Side, key: JoinKey) -> u64 {
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.arrivals.push_back(Arrival { arrival, side, key });
+        arrival
+    }
+
+    fn entry_timestamp(&self, arrival: &Arrival) -> Option<i64> {
+        match arrival.side {
+            Side::Prediction => self
+                .predictions
+                .get(&arrival.key)
+                .filter(|w| w.arrival == arrival.arrival)
+                .map(|w| w.timestamp),
+            Side::Label => self
+                .labels
+                .get(&arrival.key)
+                .filter(|w| w.arrival == arrival.arrival)
+                .map(|w| w.timestamp),
+        }
+    }
+
+    /// Removes the front arrival and its entry (when still live); true when it was live.
+    fn remove_front(&mut self) -> bool {
+        let Some(front) = self.arrivals.pop_front() else {
+            return false;
+        };
+        let live = self.entry_timestamp(&front).is_some();
+        if live {
+            match front.side {
+                Side::Prediction => {
+                    self.predictions.remove(&front.key);
+                }
+                Side::Label => {
+                    self.labels.remove(&front.key);
+                }
+            }
+        }
+        live
+    }
+
+    fn enforce_bound(&mut self) {
+        while self.arrivals.len() > self.max_entries {
+            if self.remove_front() {
+                self.counters.evicted += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::event::Prediction;
+
+    fn prediction(id: &str, timestamp: i64) -> PredictionEvent<'static> {
+        PredictionEvent {
+            event_id: Cow::Owned(id.to_owned()),
+            model_id: Cow::Borrowed("m"),
+            model_version: Cow::Borrowed("v1"),
+            timestamp,
+            features: Vec::new(),
+            prediction: Prediction {
+                score: Some(0.8),
+                label: Some(Cow::Borrowed("1")),
+                probabilities: None,
+            },
+            attributes: vec![(Cow::Borrowed("gender"), Cow::Borrowed("f"))],
+        }
+    }
+
+    fn label(id: &str, timestamp: i64) -> LabelEvent<'static> {
+        LabelEvent {
+            event_id: Cow::Owned(id.to_owned()),
+            model_id: Cow::Borrowed("m"),
+            timestamp,
+            label: LabelValue::Text(Cow::Borrowed("0")),
+        }
+    }
+
+    #[test]
+    fn joins_in_either_order() {
+        let mut join = LabelJoin::new(60_000, 100);
+        assert!(join
+            .offer_prediction(&prediction("a", 1_000), None)
+            .is_none());
+        let outcome = join.offer_label(&label("a", 5_000)).unwrap();
+        assert_eq!(outcome.prediction.model_version, "v1");
+        assert_eq!(outcome.truth, Truth::Class("0".into()));
+        assert_eq!(outcome.known_at(), 5_000);
+
+        // The label first: clocks of different producers disagree.
+        assert!(join.offer_label(&label("b", 900)).is_none());
+        let outcome = join
+            .offer_prediction(&prediction("b", 1_000), Some("gender"))
+            .unwrap();
+        assert_eq!(outcome.known_at(), 1_000, "never before the prediction");
+        assert_eq!(outcome.prediction.group.as_deref(), Some("f"));
+        assert_eq!(join.counters().joined, 2);
+        assert_eq!(join.waiting(), 0);
+    }
+
+    #[test]
+    fn the_same_event_id_of_another_model_does_not_join() {
+        let mut join = LabelJoin::new(60_000, 100);
+        join.offer_prediction(&prediction("a", 1_000), None);
+        let mut other = label("a", 2_000);
+        other.model_id = Cow::Borrowed("other");
+        assert!(join.offer_label(&other).is_none());
+        assert_eq!(join.waiting(), 2);
+    }
+
+    #[test]
+    fn unmatched_entries_expire_after_the_ttl_in_event_time() {
+        let mut join = LabelJoin::new(10_000, 100);
+        join.offer_prediction(&prediction("a", 0), None);
+        join.offer_label(&label("z", 1_000));
+        join.offer_prediction(&prediction("b", 20_000), None);
+        join.expire(10_000);
+        assert_eq!(join.waiting(), 3, "exactly at the TTL: still waiting");
+        join.expire(10_001);
+        assert_eq!(join.counters().expired_predictions, 1);
+        join.expire(11_001);
+        assert_eq!(join.counters().expired_labels, 1);
+        assert_eq!(join.waiting(), 1);
+        assert!(join.offer_label(&label("a", 30_000)).is_none(), "expired");
+        assert!(join.offer_label(&label("b", 30_000)).is_some());
+    }
+
+    #[test]
+    fn memory_is_bounded_and_evictions_are_counted() {
+        let mut join = LabelJoin::new(i64::MAX, 1_000);
+        for i in 0..10_000 {
+            join.offer_prediction(&prediction(&format!("p{i}"), i), None);
+            // Half of them are labelled at once, leaving tombstones behind.
+            if i % 2 == 0 {
+                assert!(join.offer_label(&label(&format!("p{i}"), i)).is_some());
+            }
+        }
+        assert!(join.waiting() <= 1_000);
+        assert!(join.arrivals.len() <= 1_000);
+        let counters = join.counters();
+        assert_eq!(counters.joined, 5_000);
+        assert_eq!(counters.evicted, 5_000 - join.waiting() as u64);
+        // The newest unlabelled prediction is still there.
+        assert!(join.offer_label(&label("p9999", 10_000)).is_some());
+    }
+
+    #[test]
+    fn duplicates_are_counted_and_ignored() {
+        let mut join = LabelJoin::new(60_000, 100);
+        join.offer_label(&label("a", 0));
+        join.offer_label(&label("a", 1));
+        join.offer_prediction(&prediction("b", 0), None);
+        join.offer_prediction(&prediction("b", 1), None);
+        let counters = join.counters();
+        assert_eq!(counters.duplicate_labels, 1);
+        assert_eq!(counters.duplicate_predictions, 1);
+        assert_eq!(join.waiting(), 2);
+    }
+}
