@@ -6,11 +6,16 @@
 //! outputs (with the same deterministic ids) but never loses one. Exactly-once transactions
 //! come with the state changelog (a later issue).
 //!
-//! Rebalances: with cooperative-sticky assignment only moving partitions are revoked. On
+//! Rebalances: the range assignor gives partition p of the predictions topic and partition p
+//! of the labels topic to the same member (when both topics have the same partition count),
+//! which the label join needs: labels are joined by the engine of their partition number. On
 //! revocation (inside librdkafka's callback, which runs on this loop's thread while it is
 //! between messages) the producer is flushed and the revoked partitions' offsets committed
-//! before they are handed over; their engines are dropped and the new owner re-warms (state
-//! hand-off through the changelog is a later issue).
+//! before they are handed over. Revoked engines are parked, not dropped: the range assignor
+//! revokes everything at each rebalance, and a partition that comes back to this member in
+//! the next assignment (nobody else consumed it in between) resumes with its windows. Engines
+//! of partitions that went elsewhere are dropped and their new owner re-warms (state hand-off
+//! through the changelog is a later issue).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -190,6 +195,8 @@ type OutputProducer = ThreadedProducer<DeliveryContext>;
 #[derive(Default)]
 struct Pending {
     revoked: Vec<(String, i32)>,
+    /// The last assignment, when one arrived since the loop looked.
+    assigned: Option<Vec<(String, i32)>>,
     /// Set with `revoked`; the loop checks this flag (no lock) before looking.
     any: Arc<AtomicBool>,
 }
@@ -271,6 +278,16 @@ impl ConsumerContext for BusContext {
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(assigned) = rebalance {
+            if let Ok(mut pending) = self.pending.lock() {
+                pending.assigned = Some(
+                    assigned
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_owned(), e.partition()))
+                        .collect(),
+                );
+                pending.any.store(true, Ordering::Release);
+            }
             info!(
                 message = "Partitions assigned.",
                 partitions = assigned.count()
@@ -351,6 +368,8 @@ struct Loop<'a> {
     predictions: Decoder,
     labels: Decoder,
     engines: HashMap<i32, Engine>,
+    /// Engines of revoked partitions, until the next assignment says whether they come back.
+    parked: HashMap<i32, Engine>,
     /// `driftwatch_events_total` children resolved once: [predictions, labels] × outcome,
     /// so the per-message path does no label lookup (which takes a lock in prometheus).
     outcome_counters: [[IntCounter; 4]; 2],
@@ -427,6 +446,7 @@ pub fn run(
         predictions: decoder(config, config.formats.predictions, EventKind::Prediction),
         labels: decoder(config, config.formats.labels, EventKind::Label),
         engines: HashMap::new(),
+        parked: HashMap::new(),
         outcome_counters: [&config.topics.predictions, &config.topics.labels].map(|topic| {
             Outcome::ALL.map(|outcome| {
                 metrics_source
@@ -793,13 +813,28 @@ impl Loop<'_> {
         if !self.revocations.swap(false, Ordering::AcqRel) {
             return;
         }
-        let revoked = match self.pending.lock() {
-            Ok(mut pending) if !pending.revoked.is_empty() => std::mem::take(&mut pending.revoked),
-            _ => return,
+        let (revoked, assigned) = match self.pending.lock() {
+            Ok(mut pending) => (
+                std::mem::take(&mut pending.revoked),
+                pending.assigned.take(),
+            ),
+            Err(_) => return,
         };
         for (topic, partition) in revoked {
-            if topic == self.config.topics.predictions && self.engines.remove(&partition).is_some()
-            {
+            if topic == self.config.topics.predictions {
+                if let Some(engine) = self.engines.remove(&partition) {
+                    self.parked.insert(partition, engine);
+                }
+            }
+        }
+        let Some(assigned) = assigned else { return };
+        for (partition, engine) in std::mem::take(&mut self.parked) {
+            let back = assigned
+                .iter()
+                .any(|(topic, p)| *p == partition && *topic == self.config.topics.predictions);
+            if back {
+                self.engines.insert(partition, engine);
+            } else {
                 info!(
                     message = "Dropped the state of a revoked partition; its new owner re-warms.",
                     partition

@@ -22,12 +22,12 @@ pub fn consumer_settings(config: &Config) -> Vec<(String, String)> {
             "max.poll.interval.ms",
             kafka.max_poll_interval_ms.to_string(),
         ),
-        // Incremental rebalancing: a rebalance moves only the partitions that change owner,
-        // so the others keep their windows instead of re-warming.
-        (
-            "partition.assignment.strategy",
-            "cooperative-sticky".to_owned(),
-        ),
+        // Co-partitioning: the range assignor gives partition p of every subscribed topic
+        // with the same partition count to the same member, so a prediction and its label
+        // (both keyed by model_id) meet in one engine. The sticky assignors do not promise
+        // that. Its rebalances are eager; the loop parks revoked engines and resumes those
+        // that come back, so staying partitions keep their windows.
+        ("partition.assignment.strategy", "range".to_owned()),
         // Only committed transactional records are inputs (producers may be transactional).
         ("isolation.level", "read_committed".to_owned()),
         // librdkafka postpones a partition's next fetch by this much when its local queue is
@@ -103,11 +103,7 @@ mod tests {
             (&consumer, "enable.auto.commit", Some("false")),
             (&consumer, "enable.auto.offset.store", Some("false")),
             (&consumer, "isolation.level", Some("read_committed")),
-            (
-                &consumer,
-                "partition.assignment.strategy",
-                Some("cooperative-sticky"),
-            ),
+            (&consumer, "partition.assignment.strategy", Some("range")),
             (&consumer, "group.id", Some("driftwatch")),
             (&consumer, "security.protocol", Some("SASL_SSL")),
             (&producer, "enable.idempotence", Some("true")),

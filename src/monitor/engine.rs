@@ -705,6 +705,47 @@ mod tests {
     }
 
     #[test]
+    fn quality_does_not_depend_on_labels_running_ahead_of_predictions() {
+        let base = Labelled {
+            seed: 8,
+            n: 20_000,
+            change_at: 10_000,
+            accuracy_before: 0.9,
+            accuracy_after: 0.65,
+            label_delay: 10,
+            labels_first: false,
+        };
+        let events = base.events();
+        let (_, reference) = run_events(labelled_settings(), &events);
+        // Every label moves 600 positions earlier in the stream (but keeps its timestamp):
+        // the label topic was fetched ahead of the prediction topic.
+        let mut keyed: Vec<(i64, Event<'static>)> = events
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| match e {
+                Event::Label(_) => (i as i64 * 2 - 1_200, e),
+                Event::Prediction(_) => (i as i64 * 2, e),
+            })
+            .collect();
+        keyed.sort_by_key(|(k, _)| *k);
+        let shifted: Vec<Event<'static>> = keyed.into_iter().map(|(_, e)| e).collect();
+        let (_, ahead) = run_events(labelled_settings(), &shifted);
+        let strip = |outputs: Vec<Output>| -> Vec<Output> {
+            outputs
+                .into_iter()
+                .map(|output| match output {
+                    Output::Retrain(mut r) => {
+                        r.source_offsets.clear();
+                        Output::Retrain(r)
+                    }
+                    alert => alert,
+                })
+                .collect()
+        };
+        assert_eq!(strip(reference), strip(ahead));
+    }
+
+    #[test]
     fn labels_that_arrive_before_their_prediction_join() {
         let stream = Labelled {
             seed: 2,

@@ -319,3 +319,181 @@ pub fn stream(model: &str, n: usize, drift_at: usize, seed: u64) -> Vec<Predicti
         })
         .collect()
 }
+
+/// Labels for `events`: the truth agrees with the score's decision (≥ 0.5) with probability
+/// `accuracy_before` before event `change_at` and `accuracy_after` from there on; each label
+/// is timestamped `delay_ms` after its prediction.
+pub fn labels_for(
+    events: &[PredictionEvent<'static>],
+    change_at: usize,
+    accuracy_before: f64,
+    accuracy_after: f64,
+    delay_ms: i64,
+    seed: u64,
+) -> Vec<driftwatch::event::LabelEvent<'static>> {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = StdRng::seed_from_u64(seed);
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            let predicted = event.prediction.score.unwrap_or(0.0) >= 0.5;
+            let accuracy = if i < change_at {
+                accuracy_before
+            } else {
+                accuracy_after
+            };
+            let truth = if rng.random_bool(accuracy) {
+                predicted
+            } else {
+                !predicted
+            };
+            driftwatch::event::LabelEvent {
+                event_id: event.event_id.clone(),
+                model_id: event.model_id.clone(),
+                timestamp: event.timestamp + delay_ms,
+                label: driftwatch::event::LabelValue::Text(Cow::Borrowed(if truth {
+                    "1"
+                } else {
+                    "0"
+                })),
+            }
+        })
+        .collect()
+}
+
+/// `driftwatch run` as a child process with its HTTP API on a free port; killed on drop.
+pub struct RunningBinary {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub config_path: std::path::PathBuf,
+    pub log_path: std::path::PathBuf,
+}
+
+impl RunningBinary {
+    /// Starts `driftwatch run` on the topics and group of `config`, with `extra_toml`
+    /// appended to its configuration file.
+    pub fn start(config: &Config, extra_toml: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let config_path = std::env::temp_dir().join(format!("{}.toml", unique("driftwatch-run")));
+        let text = format!(
+            "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\nsession_timeout_ms = 6000\n\
+             [topics]\npredictions = \"{}\"\nlabels = \"{}\"\nalerts = \"{}\"\nretrain = \"{}\"\ndlq = \"{}\"\nstate = \"{}\"\n\
+             {extra_toml}\n",
+            config.kafka.brokers,
+            config.kafka.group_id,
+            config.topics.predictions,
+            config.topics.labels,
+            config.topics.alerts,
+            config.topics.retrain,
+            config.topics.dlq,
+            config.topics.state
+        );
+        let listen = format!("[http]\nlisten = \"127.0.0.1:{port}\"\n");
+        let text = if text.contains("[http]\n") {
+            text.replace("[http]\n", &listen)
+        } else {
+            text + &listen
+        };
+        std::fs::write(&config_path, text).unwrap();
+        let log_path = config_path.with_extension("log");
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_driftwatch"))
+            .args(["run", "--config"])
+            .arg(&config_path)
+            .stderr(log)
+            .spawn()
+            .expect("driftwatch run");
+        Self {
+            child,
+            port,
+            config_path,
+            log_path,
+        }
+    }
+
+    /// The service's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// One HTTP request; `None` when the server is not answering (yet).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &str,
+        body: &str,
+    ) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.get(9..12)?.parse().ok()?;
+        Some((
+            status,
+            response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+        ))
+    }
+
+    /// GET `path`.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path, "", "")
+    }
+
+    /// Polls until `ready(body of GET path)` or panics after `timeout`.
+    pub fn wait_for(
+        &mut self,
+        path: &str,
+        timeout: Duration,
+        ready: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((200, body)) = self.get(path) {
+                if ready(&body) {
+                    return body;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting on {path}:\n{}",
+                self.log()
+            );
+            assert!(
+                self.child.try_wait().unwrap().is_none(),
+                "driftwatch run exited early:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits; returns whether it exited 0.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().map(|s| s.success()).unwrap_or(false)
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        // Never leave the service running when an assertion fails.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_path);
+        let _ = std::fs::remove_file(&self.log_path);
+    }
+}
