@@ -89,6 +89,16 @@ fn labels_reveal_concept_drift_and_replay_gives_the_same_ids() {
         .expect("fraud in the status");
     let performance = fraud.performance.as_ref().expect("quality computed");
     assert!(performance.outcomes > 10_000, "{performance:#?}");
+    // Event-time alignment kept every label on time, as in a replay.
+    let metrics = shared.metrics.render();
+    assert!(
+        metrics.contains("driftwatch_label_join_total{outcome=\"joined\"} 12000"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("driftwatch_label_join_total{outcome=\"late\"}"),
+        "labels were late: {metrics}"
+    );
 
     // The same events, as one recorded JSON Lines file, through `driftwatch replay`.
     let mut merged: Vec<(i64, usize, Vec<u8>)> = predictions

@@ -7,5 +7,6 @@
 //! (fetches of many messages), and the per-message path has no task switch, lock contention
 //! or allocation beyond the decoded event's feature list.
 
+pub mod align;
 pub mod service;
 pub mod settings;

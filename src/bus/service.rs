@@ -39,6 +39,7 @@ use crate::monitor::output::{Output, RetrainRequest};
 use crate::telemetry::Metrics;
 use prometheus::IntCounter;
 
+use super::align::{Aligner, Flow};
 use super::settings::{consumer_settings, producer_settings};
 
 /// State shared between the loop, the HTTP server and the demo.
@@ -297,6 +298,52 @@ impl ConsumerContext for BusContext {
     }
 }
 
+/// Whether the labels partition `partition` has messages this consumer has not read yet
+/// (librdkafka's cached high watermark against the fetch position; no broker round trip).
+fn labels_backlog(consumer: &BaseConsumer<BusContext>, labels: &str, partition: i32) -> bool {
+    let Some((low, high)) = cached_watermarks(consumer, labels, partition) else {
+        return false;
+    };
+    let position = consumer.position().ok().and_then(|positions| {
+        positions
+            .find_partition(labels, partition)
+            .and_then(|e| match e.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            })
+    });
+    match position {
+        Some(position) => position < high,
+        None => high > low,
+    }
+}
+
+/// librdkafka's cached (low, high) watermarks of a partition, as updated by fetch responses:
+/// a local lookup, unlike `fetch_watermarks`, which asks the broker. rust-rdkafka 0.39 does not
+/// wrap `rd_kafka_get_watermark_offsets`, hence the direct call.
+fn cached_watermarks(
+    consumer: &BaseConsumer<BusContext>,
+    topic: &str,
+    partition: i32,
+) -> Option<(i64, i64)> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid for the consumer's lifetime; `topic` is a valid
+    // NUL-terminated string that outlives the call; `low` and `high` are valid out-pointers.
+    // The function only reads librdkafka's own state under its locks.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
+        .then_some((low.max(0), high))
+}
+
 /// Waits until every produced output is acknowledged.
 fn flush(producer: &OutputProducer, tracker: &DeliveryTracker) -> Result<(), ServiceError> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -370,6 +417,8 @@ struct Loop<'a> {
     engines: HashMap<i32, Engine>,
     /// Engines of revoked partitions, until the next assignment says whether they come back.
     parked: HashMap<i32, Engine>,
+    /// Keeps each predictions partition within reach of its labels in event time.
+    aligner: Aligner,
     /// `driftwatch_events_total` children resolved once: [predictions, labels] × outcome,
     /// so the per-message path does no label lookup (which takes a lock in prometheus).
     outcome_counters: [[IntCounter; 4]; 2],
@@ -447,6 +496,12 @@ pub fn run(
         labels: decoder(config, config.formats.labels, EventKind::Label),
         engines: HashMap::new(),
         parked: HashMap::new(),
+        // Labels up to half the lateness bound behind are still on time: past that, the
+        // predictions wait. A quiet labels topic stalls nobody for more than 2 s.
+        aligner: Aligner::new(
+            config.monitor.windows.allowed_lateness_ms / 2,
+            Duration::from_secs(2),
+        ),
         outcome_counters: [&config.topics.predictions, &config.topics.labels].map(|topic| {
             Outcome::ALL.map(|outcome| {
                 metrics_source
@@ -489,7 +544,7 @@ impl Loop<'_> {
                     // One message in CLOCK_EVERY is timed for driftwatch_process_seconds.
                     let timed = handled % CLOCK_EVERY == 0;
                     let started = timed.then(Instant::now);
-                    self.handle(&message)?;
+                    self.handle(consumer, &message)?;
                     if let Some(started) = started {
                         self.shared
                             .metrics
@@ -510,7 +565,7 @@ impl Loop<'_> {
                     true
                 }
             };
-            self.drop_revoked_engines();
+            self.drop_revoked_engines(consumer);
             if self.shared.commands_waiting.load(Ordering::Acquire) {
                 self.handle_commands()?;
             }
@@ -518,6 +573,15 @@ impl Loop<'_> {
                 continue;
             }
             self.shared.heartbeat_ms.store(now_ms(), Ordering::Release);
+            if self.aligner.any_paused() {
+                let labels = self.config.topics.labels.as_str();
+                let actions = self
+                    .aligner
+                    .on_tick(Instant::now(), |p| labels_backlog(consumer, labels, p));
+                for (partition, flow) in actions {
+                    self.apply_flow(consumer, partition, flow);
+                }
+            }
             if since_commit > 0 && (since_commit >= max_batch || last_commit.elapsed() >= interval)
             {
                 self.commit(consumer)?;
@@ -532,7 +596,11 @@ impl Loop<'_> {
         Ok(())
     }
 
-    fn handle(&mut self, message: &BorrowedMessage<'_>) -> Result<(), ServiceError> {
+    fn handle(
+        &mut self,
+        consumer: &BaseConsumer<BusContext>,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<(), ServiceError> {
         let topic = message.topic();
         let partition = message.partition();
         let offset = message.offset();
@@ -562,6 +630,21 @@ impl Loop<'_> {
                         offset,
                     },
                 );
+                let flow = if topic_index == 1 {
+                    self.aligner.on_label(partition, event.timestamp())
+                } else {
+                    let labels = self.config.topics.labels.as_str();
+                    self.aligner
+                        .on_prediction(partition, event.timestamp(), || {
+                            labels_backlog(consumer, labels, partition)
+                        })
+                };
+                if flow != Flow::Keep {
+                    self.apply_flow(consumer, partition, flow);
+                }
+                let engine = self.engines.get_mut(&partition).ok_or_else(|| {
+                    ServiceError::Settings("engine vanished while handling a message".into())
+                })?;
                 let outcome = match disposition {
                     Disposition::Accepted => Outcome::Accepted,
                     Disposition::Late => {
@@ -809,9 +892,32 @@ impl Loop<'_> {
         Ok(())
     }
 
-    fn drop_revoked_engines(&mut self) {
+    /// Pauses or resumes the predictions partition `partition` (event-time alignment).
+    fn apply_flow(&self, consumer: &BaseConsumer<BusContext>, partition: i32, flow: Flow) {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(&self.config.topics.predictions, partition);
+        let result = match flow {
+            Flow::Keep => return,
+            Flow::Pause => consumer.pause(&list),
+            Flow::Resume => consumer.resume(&list),
+        };
+        match result {
+            Ok(()) => debug!(
+                message = "Predictions partition flow changed to align with its labels.",
+                partition,
+                flow = ?flow
+            ),
+            Err(error) => warn!(message = "Pause/resume failed.", partition, %error),
+        }
+    }
+
+    fn drop_revoked_engines(&mut self, consumer: &BaseConsumer<BusContext>) {
         if !self.revocations.swap(false, Ordering::AcqRel) {
             return;
+        }
+        // librdkafka keeps partitions paused across a rebalance: resume what alignment paused.
+        for partition in self.aligner.reset() {
+            self.apply_flow(consumer, partition, Flow::Resume);
         }
         let (revoked, assigned) = match self.pending.lock() {
             Ok(mut pending) => (
