@@ -8,9 +8,14 @@
 //!
 //! Memory: at most `max_entries` arrivals are remembered (matched ones leave a tombstone in
 //! the arrival queue until it reaches the front, and tombstones count towards the bound), so
-//! the join holds O(`max_entries`) entries whatever the traffic.
+//! the join holds O(`max_entries`) entries whatever the traffic. Every prediction waits here
+//! (its label may come days later), so an entry is kept small and allocation-free: the key is
+//! a 64-bit FNV-1a hash of (model_id, event_id) — a collision among a million waiting entries
+//! has a probability of about 3e-8 — and repeated strings (versions, classes, groups) are
+//! interned. About 90 bytes per waiting prediction, hash table and arrival queue included.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -112,7 +117,7 @@ pub struct JoinCounters {
     pub expired_labels: u64,
     /// Waiting entries pushed out by the size bound.
     pub evicted: u64,
-    /// A second label for an already labelled (or already waiting) event: ignored.
+    /// A second label for an event whose label is already waiting: ignored.
     pub duplicate_labels: u64,
     /// A second prediction with an event id already waiting: the first one is kept.
     pub duplicate_predictions: u64,
@@ -124,39 +129,96 @@ enum Side {
     Label,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Waiting<T> {
-    arrival: u64,
-    timestamp: i64,
-    value: T,
+/// Id of an interned string; [`NONE`] for an absent value.
+type TextId = u32;
+/// An absent value (no class, no group).
+const NONE: TextId = u32::MAX;
+
+/// Distinct strings, each stored once and named by a 4-byte id, so a waiting prediction
+/// holds no string of its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Interner {
+    strings: Vec<Box<str>>,
+    index: HashMap<Box<str>, TextId>,
 }
 
+impl Interner {
+    /// Distinct strings kept. Model versions, classes and group values repeat; a producer
+    /// sending free text would otherwise grow this forever. Past the bound a new value is
+    /// not kept: that class or group reads as absent.
+    const CAPACITY: usize = 65_536;
+
+    fn intern(&mut self, text: &str) -> TextId {
+        if let Some(&id) = self.index.get(text) {
+            return id;
+        }
+        if self.strings.len() >= Self::CAPACITY {
+            return NONE;
+        }
+        let id = self.strings.len() as TextId;
+        self.strings.push(text.into());
+        self.index.insert(text.into(), id);
+        id
+    }
+
+    fn resolve(&self, id: TextId) -> Option<&str> {
+        self.strings.get(id as usize).map(|s| &**s)
+    }
+}
+
+/// A prediction waiting for its label (about 56 bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct WaitingPrediction {
+    arrival: u64,
+    timestamp: i64,
+    score: Option<f64>,
+    version: TextId,
+    class: TextId,
+    group: TextId,
+    /// Rare (multiclass producers): boxed so the common entry stays small.
+    probabilities: Option<Box<[(TextId, f64)]>>,
+}
+
+/// A label waiting for its prediction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct WaitingLabel {
+    arrival: u64,
+    timestamp: i64,
     truth: Truth,
 }
 
 /// Arrival record: which entry arrived when; the map entry is live only while its arrival
 /// number still matches.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct Arrival {
     arrival: u64,
     side: Side,
-    key: JoinKey,
+    key: u64,
 }
 
-/// `(model_id, event_id)`: event ids are unique per producer, not across models.
-type JoinKey = (String, String);
+/// FNV-1a of (model_id, separator, event_id): stable across runs and releases (a state
+/// snapshot may hold these keys), unlike the standard library's hasher.
+fn join_key(model_id: &str, event_id: &str) -> u64 {
+    let mut hasher = fnv::FnvHasher::default();
+    hasher.write(model_id.as_bytes());
+    hasher.write_u8(0xff);
+    hasher.write(event_id.as_bytes());
+    hasher.finish()
+}
 
 /// The label join of one partition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LabelJoin {
     ttl_ms: i64,
     max_entries: usize,
-    predictions: HashMap<JoinKey, Waiting<PredictionSummary>>,
-    labels: HashMap<JoinKey, Waiting<WaitingLabel>>,
+    predictions: HashMap<u64, WaitingPrediction>,
+    labels: HashMap<u64, WaitingLabel>,
     arrivals: VecDeque<Arrival>,
     next_arrival: u64,
+    /// Model versions (few; never full in practice, as each one is also a monitor).
+    versions: Interner,
+    /// Classes and group values.
+    strings: Interner,
     counters: JoinCounters,
 }
 
@@ -171,6 +233,8 @@ impl LabelJoin {
             labels: HashMap::new(),
             arrivals: VecDeque::new(),
             next_arrival: 0,
+            versions: Interner::default(),
+            strings: Interner::default(),
             counters: JoinCounters::default(),
         }
     }
@@ -192,14 +256,14 @@ impl LabelJoin {
         event: &PredictionEvent<'_>,
         sensitive_attribute: Option<&str>,
     ) -> Option<JoinedOutcome> {
-        let key = (event.model_id.to_string(), event.event_id.to_string());
+        let key = join_key(&event.model_id, &event.event_id);
         if let Some(label) = self.labels.remove(&key) {
             self.counters.joined += 1;
             return Some(JoinedOutcome {
-                model_id: key.0,
-                event_id: key.1,
+                model_id: event.model_id.to_string(),
+                event_id: event.event_id.to_string(),
                 prediction: PredictionSummary::of(event, sensitive_attribute),
-                truth: label.value.truth,
+                truth: label.truth,
                 label_timestamp: label.timestamp,
             });
         }
@@ -207,15 +271,37 @@ impl LabelJoin {
             self.counters.duplicate_predictions += 1;
             return None;
         }
-        let arrival = self.arrive(Side::Prediction, key.clone());
-        self.predictions.insert(
-            key,
-            Waiting {
-                arrival,
-                timestamp: event.timestamp,
-                value: PredictionSummary::of(event, sensitive_attribute),
-            },
-        );
+        let strings = &mut self.versions;
+        let version = strings.intern(&event.model_version);
+        let strings = &mut self.strings;
+        let waiting = WaitingPrediction {
+            arrival: 0,
+            timestamp: event.timestamp,
+            score: event.prediction.score,
+            version,
+            class: event
+                .prediction
+                .label
+                .as_deref()
+                .map_or(NONE, |c| strings.intern(c)),
+            group: sensitive_attribute
+                .and_then(|name| {
+                    event
+                        .attributes
+                        .iter()
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| strings.intern(value))
+                })
+                .unwrap_or(NONE),
+            probabilities: event.prediction.probabilities.as_ref().map(|p| {
+                p.iter()
+                    .map(|(class, probability)| (strings.intern(class), *probability))
+                    .collect()
+            }),
+        };
+        let arrival = self.arrive(Side::Prediction, key);
+        let waiting = WaitingPrediction { arrival, ..waiting };
+        self.predictions.insert(key, waiting);
         self.enforce_bound();
         None
     }
@@ -223,13 +309,30 @@ impl LabelJoin {
     /// Offers a label: returns the joined outcome when its prediction was waiting, otherwise
     /// the label waits.
     pub fn offer_label(&mut self, event: &LabelEvent<'_>) -> Option<JoinedOutcome> {
-        let key = (event.model_id.to_string(), event.event_id.to_string());
+        let key = join_key(&event.model_id, &event.event_id);
         if let Some(prediction) = self.predictions.remove(&key) {
             self.counters.joined += 1;
+            let text = |id: TextId| self.strings.resolve(id).map(str::to_owned);
             return Some(JoinedOutcome {
-                model_id: key.0,
-                event_id: key.1,
-                prediction: prediction.value,
+                model_id: event.model_id.to_string(),
+                event_id: event.event_id.to_string(),
+                prediction: PredictionSummary {
+                    model_version: self
+                        .versions
+                        .resolve(prediction.version)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    timestamp: prediction.timestamp,
+                    score: prediction.score,
+                    class: text(prediction.class),
+                    probabilities: prediction
+                        .probabilities
+                        .iter()
+                        .flatten()
+                        .filter_map(|(class, p)| Some((text(*class)?, *p)))
+                        .collect(),
+                    group: text(prediction.group),
+                },
                 truth: Truth::from(&event.label),
                 label_timestamp: event.timestamp,
             });
@@ -238,15 +341,13 @@ impl LabelJoin {
             self.counters.duplicate_labels += 1;
             return None;
         }
-        let arrival = self.arrive(Side::Label, key.clone());
+        let arrival = self.arrive(Side::Label, key);
         self.labels.insert(
             key,
-            Waiting {
+            WaitingLabel {
                 arrival,
                 timestamp: event.timestamp,
-                value: WaitingLabel {
-                    truth: Truth::from(&event.label),
-                },
+                truth: Truth::from(&event.label),
             },
         );
         self.enforce_bound();
@@ -257,14 +358,13 @@ impl LabelJoin {
     /// clock), in arrival order.
     pub fn expire(&mut self, now: i64) {
         let horizon = now.saturating_sub(self.ttl_ms);
-        while let Some(front) = self.arrivals.front() {
-            match self.entry_timestamp(front) {
-                // A tombstone (matched, or replaced): drop it.
+        while let Some(&front) = self.arrivals.front() {
+            match self.entry_timestamp(&front) {
+                // A tombstone (matched): drop it.
                 None => {}
                 Some(timestamp) if timestamp < horizon => {
-                    let side = front.side;
                     self.remove_front();
-                    match side {
+                    match front.side {
                         Side::Prediction => self.counters.expired_predictions += 1,
                         Side::Label => self.counters.expired_labels += 1,
                     }
@@ -278,7 +378,7 @@ impl LabelJoin {
         }
     }
 
-    fn arrive(&mut self, side: Side, key: JoinKey) -> u64 {
+    fn arrive(&mut self, side: Side, key: u64) -> u64 {
         let arrival = self.next_arrival;
         self.next_arrival += 1;
         self.arrivals.push_back(Arrival { arrival, side, key });
