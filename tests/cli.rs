@@ -1245,3 +1245,262 @@ fn help_works_for_every_command() {
     let output = run(&[]);
     assert_exit(&output, 2);
 }
+
+// ─── replay and baseline ──────────────────────────────────────────────────────────────────
+
+/// A recorded JSON Lines stream for model "shop": `price` (numeric) shifts by +3σ from event
+/// `drift_at` on, `basket` (numeric) never moves; each prediction's label follows 2 s later
+/// and is right 90 % of the time. Deterministic (a fixed linear congruential generator), 10
+/// events per second. Model "tiny" has too few events to leave its warm-up.
+fn recorded_stream(n: usize, drift_at: usize) -> String {
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut uniform = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    // Sum of 4 uniforms: a bell shape with σ ≈ 0.577.
+    let mut bell = move || (0..4).map(|_| uniform()).sum::<f64>() - 2.0;
+    let mut events: Vec<(i64, String)> = Vec::new();
+    for i in 0..n {
+        let time = 1_767_225_600_000_i64 + i as i64 * 100;
+        let shift = if i >= drift_at { 1.8 } else { 0.0 };
+        let price = 10.0 + bell() + shift;
+        let basket = 3.0 + bell();
+        let score = if bell() > 0.0 { 0.8 } else { 0.2 };
+        let right = bell().abs() < 1.1;
+        let truth = if (score > 0.5) == right { "1" } else { "0" };
+        events.push((
+            time,
+            format!(
+                "{{\"kind\":\"prediction\",\"event_id\":\"s{i}\",\"model_id\":\"shop\",\"model_version\":\"2\",\"timestamp\":{time},\"features\":{{\"price\":{price},\"basket\":{basket}}},\"prediction\":{{\"score\":{score}}}}}"
+            ),
+        ));
+        events.push((
+            time + 2_000,
+            format!(
+                "{{\"kind\":\"label\",\"event_id\":\"s{i}\",\"model_id\":\"shop\",\"timestamp\":{},\"label\":\"{truth}\"}}",
+                time + 2_000
+            ),
+        ));
+    }
+    for i in 0..10 {
+        events.push((
+            1_767_225_600_000 + i * 1_000,
+            format!(
+                "{{\"event_id\":\"t{i}\",\"model_id\":\"tiny\",\"model_version\":\"1\",\"timestamp\":{},\"features\":{{\"x\":{i}}},\"prediction\":{{\"score\":0.5}}}}",
+                1_767_225_600_000 + i * 1_000
+            ),
+        ));
+    }
+    events.sort_by_key(|(time, _)| *time);
+    let mut text: String = events.into_iter().map(|(_, line)| line + "\n").collect();
+    text.push_str("{\"kind\":\"prediction\",\"event_id\":\"broken\"\n");
+    text
+}
+
+const REPLAY_CONFIG: &[u8] = b"[monitor.reference]\nwarmup_events = 3000\n\
+    [monitor.windows]\npanes = 5\nallowed_lateness_ms = 10000\n";
+
+#[test]
+fn replay_prints_the_live_outputs_deterministically_and_skips_bad_lines() {
+    let events = TempFile::new("events.jsonl", recorded_stream(20_000, 10_000).as_bytes());
+    let config = TempFile::new("replay.toml", REPLAY_CONFIG);
+    let args = ["replay", "--config", config.arg(), "--input", events.arg()];
+    let output = run(&args);
+    assert_exit(&output, 0);
+    let lines: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let firing: Vec<&Value> = lines.iter().filter(|v| v["state"] == "FIRING").collect();
+    assert!(
+        firing.iter().any(|v| v["subject"] == "price"),
+        "the drifted feature: {lines:#?}"
+    );
+    assert!(
+        firing.iter().all(|v| v["subject"] != "basket"),
+        "no false alarm: {lines:#?}"
+    );
+    // The malformed last line is reported with its number, and skipped.
+    let errors = stderr(&output);
+    assert!(errors.contains("line=40011"), "{errors}");
+    // Same file, same bytes.
+    assert_eq!(run(&args).stdout, output.stdout);
+}
+
+#[test]
+fn replay_summary_follows_its_json_schema() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!(
+            "{}/schemas/drift_summary.schema.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+    let events = TempFile::new("events.jsonl", recorded_stream(20_000, 10_000).as_bytes());
+    let config = TempFile::new("replay.toml", REPLAY_CONFIG);
+    let output = run(&[
+        "replay",
+        "--config",
+        config.arg(),
+        "--input",
+        events.arg(),
+        "--summary",
+    ]);
+    assert_exit(&output, 0);
+    let summaries: Vec<Value> = stdout(&output)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 2, "{summaries:#?}");
+    for summary in &summaries {
+        let errors: Vec<String> = validator
+            .iter_errors(summary)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}\n{summary:#}");
+    }
+    let shop = &summaries[0];
+    assert_eq!(shop["model_id"], "shop");
+    assert_eq!(shop["status"], "drift_detected");
+    assert_eq!(shop["drift_score"], 0.5, "one of two features drifted");
+    assert!(shop["performance"]["window"]["accuracy"].as_f64().unwrap() > 0.7);
+    assert_eq!(
+        shop["performance"]["fairness"]["reason"],
+        "no sensitive attribute"
+    );
+    let tiny = &summaries[1];
+    assert_eq!(tiny["status"], "skipped");
+    // The schema is not a formality: a wrong status is refused.
+    let mut wrong = shop.clone();
+    wrong["status"] = Value::from("fine");
+    assert!(!validator.is_valid(&wrong));
+}
+
+#[test]
+fn replay_report_is_a_self_contained_html_page_with_plots() {
+    let events = TempFile::new("events.jsonl", recorded_stream(20_000, 10_000).as_bytes());
+    let config = TempFile::new("replay.toml", REPLAY_CONFIG);
+    let report = TempFile::new("report.html", b"");
+    let output = run(&[
+        "replay",
+        "--config",
+        config.arg(),
+        "--input",
+        events.arg(),
+        "--report",
+        report.arg(),
+    ]);
+    assert_exit(&output, 0);
+    let html = std::fs::read_to_string(&report.0).unwrap();
+    assert!(html.starts_with("<!DOCTYPE html>") || html.starts_with("<!doctype html>"));
+    assert!(html.matches("<svg").count() >= 3, "plots");
+    assert!(html.contains("price") && html.contains("accuracy"));
+    assert!(!html.contains("<script"), "no JavaScript");
+}
+
+#[test]
+fn a_baseline_from_training_data_replaces_the_warm_up() {
+    // Training data: the pre-drift distribution of `recorded_stream`.
+    let mut csv = String::from("price,basket,score,label\n");
+    let training = recorded_stream(4_000, usize::MAX);
+    for line in training
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"prediction\""))
+    {
+        // The stream ends with a deliberately broken line.
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        csv.push_str(&format!(
+            "{},{},{},1\n",
+            event["features"]["price"], event["features"]["basket"], event["prediction"]["score"]
+        ));
+    }
+    let train = TempFile::new("train.csv", csv.as_bytes());
+    let baseline = TempFile::new("shop.json", b"");
+    let output = run(&[
+        "baseline",
+        "--input",
+        train.arg(),
+        "--out",
+        baseline.arg(),
+        "--model-id",
+        "shop",
+        "--score-column",
+        "score",
+        "--label-column",
+        "label",
+    ]);
+    assert_exit(&output, 0);
+    let profile: Value = serde_json::from_slice(&std::fs::read(&baseline.0).unwrap()).unwrap();
+    assert_eq!(profile["format"], "driftwatch-baseline");
+    assert_eq!(profile["rows"], 4_000);
+    assert_eq!(
+        profile["profile"]["price"]["edges"]
+            .as_array()
+            .unwrap()
+            .len(),
+        9
+    );
+
+    // Production: 2,000 events (fewer than a warm-up), all drifted in price.
+    let production = TempFile::new("prod.jsonl", recorded_stream(2_000, 0).as_bytes());
+    let baseline_name = baseline.0.file_name().unwrap().to_str().unwrap();
+    let config = TempFile::new(
+        "baseline.toml",
+        format!(
+            "[monitor.windows]\npanes = 2\nallowed_lateness_ms = 10000\n\
+             [[monitor.models]]\nid = \"shop\"\nbaseline = \"{baseline_name}\"\n"
+        )
+        .as_bytes(),
+    );
+    let output = run(&[
+        "replay",
+        "--config",
+        config.arg(),
+        "--input",
+        production.arg(),
+        "--summary",
+    ]);
+    assert_exit(&output, 0);
+    let shop: Value = serde_json::from_str(stdout(&output).lines().next().unwrap()).unwrap();
+    assert_eq!(shop["model_id"], "shop");
+    assert_eq!(shop["status"], "drift_detected", "{shop:#}");
+
+    // A baseline of another model is refused at start, with the reason.
+    let wrong = TempFile::new(
+        "wrong.toml",
+        format!("[[monitor.models]]\nid = \"other\"\nbaseline = \"{baseline_name}\"\n").as_bytes(),
+    );
+    let output = run(&["check-config", "--config", wrong.arg()]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("is the baseline of model \"shop\""));
+}
+
+#[test]
+fn baseline_errors_name_the_file_and_line() {
+    let train = TempFile::new("bad.csv", b"price,score\n1.0,0.5\n2.0,high\n");
+    let out = TempFile::new("out.json", b"");
+    let output = run(&[
+        "baseline",
+        "--input",
+        train.arg(),
+        "--out",
+        out.arg(),
+        "--model-id",
+        "m",
+        "--score-column",
+        "score",
+    ]);
+    assert_exit(&output, 2);
+    let errors = stderr(&output);
+    assert!(
+        errors.contains(":3: score is not a number: \"high\""),
+        "{errors}"
+    );
+}

@@ -127,10 +127,13 @@ impl Engine {
                 }),
         };
         monitor.observe(prediction, pane, source, settings);
-        if let Some(outcome) = self
-            .join
-            .offer_prediction(prediction, monitor.sensitive_attribute())
-        {
+        let joined = if settings.performance.join_predictions {
+            self.join
+                .offer_prediction(prediction, monitor.sensitive_attribute())
+        } else {
+            None
+        };
+        if let Some(outcome) = joined {
             self.schedule_outcome(outcome);
         }
         if let Some(through) = self.clock.advance() {
