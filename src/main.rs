@@ -58,15 +58,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_baseline(args: &BaselineArgs) -> ExitCode {
-    let settings = match &args.config {
-        Some(path) => match load(&ConfigArgs {
+/// The `[monitor]` settings of an optional configuration file (defaults without one).
+fn monitor_settings(
+    path: Option<&std::path::PathBuf>,
+) -> Result<driftwatch::monitor::settings::MonitorSettings, ExitCode> {
+    match path {
+        Some(path) => load(&ConfigArgs {
             config: path.clone(),
-        }) {
-            Ok(config) => config.monitor,
-            Err(code) => return code,
-        },
-        None => Default::default(),
+        })
+        .map(|config| config.monitor),
+        None => Ok(Default::default()),
+    }
+}
+
+fn run_baseline(args: &BaselineArgs) -> ExitCode {
+    let settings = match monitor_settings(args.config.as_ref()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     let options = driftwatch::baseline::BaselineOptions {
         input: args.input.clone(),
@@ -114,14 +122,9 @@ fn run_baseline(args: &BaselineArgs) -> ExitCode {
 }
 
 fn run_replay(args: &ReplayArgs) -> ExitCode {
-    let settings = match &args.config {
-        Some(path) => match load(&ConfigArgs {
-            config: path.clone(),
-        }) {
-            Ok(config) => config.monitor,
-            Err(code) => return code,
-        },
-        None => Default::default(),
+    let settings = match monitor_settings(args.config.as_ref()) {
+        Ok(settings) => settings,
+        Err(code) => return code,
     };
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());

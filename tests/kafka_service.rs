@@ -333,119 +333,34 @@ fn two_instances_split_partitions() {
 /// SIGTERM flushes, commits and exits 0.
 #[test]
 fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
-    use std::io::{Read, Write};
     let config = test_config("binary", 2);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port();
     let events = stream("m", 3_000, usize::MAX, 6);
     let messages: Vec<_> = events
         .iter()
         .map(|e| (b"m".to_vec(), encode_prediction_json(e)))
         .collect();
     produce(&config.topics.predictions, &messages);
-    let file = std::env::temp_dir().join(format!("{}.toml", unique("driftwatch-run")));
-    let text = format!(
-        "[kafka]\nbrokers = \"{}\"\ngroup_id = \"{}\"\nsession_timeout_ms = 6000\n\
-         [topics]\npredictions = \"{}\"\nlabels = \"{}\"\nalerts = \"{}\"\nretrain = \"{}\"\ndlq = \"{}\"\nstate = \"{}\"\n\
-         [http]\nlisten = \"127.0.0.1:{port}\"\n\
-         [monitor.reference]\nwarmup_events = 1000\n",
-        config.kafka.brokers,
-        config.kafka.group_id,
-        config.topics.predictions,
-        config.topics.labels,
-        config.topics.alerts,
-        config.topics.retrain,
-        config.topics.dlq,
-        config.topics.state
-    );
-    std::fs::write(&file, text).unwrap();
-    // The service's log goes to a file, shown when the test fails.
-    let log_path = file.with_extension("log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_driftwatch"))
-        .args(["run", "--config"])
-        .arg(&file)
-        .stderr(log)
-        .spawn()
-        .expect("driftwatch run");
-    let log_text = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    // Never leave the service running when an assertion fails.
-    struct KillOnDrop(u32);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &self.0.to_string()])
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-    let _guard = KillOnDrop(child.id());
-    let get = |path: &str| -> Option<(u16, String)> {
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.get(9..12)?.parse().ok()?;
-        Some((
-            status,
-            response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
-        ))
-    };
+    let mut service = RunningBinary::start(&config, "[monitor.reference]\nwarmup_events = 1000\n");
     let accepted = format!(
         "driftwatch_events_total{{outcome=\"accepted\",topic=\"{}\"}} 3000",
         config.topics.predictions
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some((200, body)) = get("/metrics") {
-            if body.contains(&accepted) {
-                break;
-            }
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the service did not consume the events"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "driftwatch run exited early"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert_eq!(get("/healthz").map(|r| r.0), Some(200));
-    assert_eq!(get("/readyz").map(|r| r.0), Some(200));
+    service.wait_for("/metrics", Duration::from_secs(60), |body| {
+        body.contains(&accepted)
+    });
+    assert_eq!(service.get("/healthz").map(|r| r.0), Some(200));
+    assert_eq!(service.get("/readyz").map(|r| r.0), Some(200));
     // The status snapshot is refreshed once a second.
-    let models = loop {
-        let (status, body) = get("/v1/models").expect("/v1/models");
-        assert_eq!(status, 200);
-        let models: serde_json::Value = serde_json::from_str(&body).expect("JSON");
-        if models["models"][0]["model_id"] == "m" {
-            break models;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no model in /v1/models: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let body = service.wait_for("/v1/models", Duration::from_secs(30), |body| {
+        body.contains("\"model_id\":\"m\"")
+    });
+    let models: serde_json::Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!(models["models"][0]["phase"], "monitoring");
 
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(kill.success());
-    let status = child.wait().expect("wait");
     assert!(
-        status.success(),
-        "driftwatch run exited with {status}:\n{}",
-        log_text()
+        service.terminate(),
+        "driftwatch run did not exit cleanly:\n{}",
+        service.log()
     );
     assert_eq!(
         committed(&config, &config.topics.predictions, 2)
@@ -455,6 +370,4 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
         3_000,
         "everything consumed was committed on shutdown"
     );
-    let _ = std::fs::remove_file(file);
-    let _ = std::fs::remove_file(log_path);
 }

@@ -579,6 +579,20 @@ mod tests {
         (engine, outputs)
     }
 
+    /// Outputs without their source offsets (which index a test's merged event list).
+    fn without_offsets(outputs: Vec<Output>) -> Vec<Output> {
+        outputs
+            .into_iter()
+            .map(|output| match output {
+                Output::Retrain(mut r) => {
+                    r.source_offsets.clear();
+                    Output::Retrain(r)
+                }
+                alert => alert,
+            })
+            .collect()
+    }
+
     fn requests(outputs: &[Output]) -> Vec<&crate::monitor::output::RetrainRequest> {
         outputs
             .iter()
@@ -692,18 +706,6 @@ mod tests {
         }
         let (_, shifted) = run_events(labelled_settings(), &events);
         // Offsets index this test's merged list, not a real topic: compare the rest.
-        let without_offsets = |outputs: Vec<Output>| -> Vec<Output> {
-            outputs
-                .into_iter()
-                .map(|output| match output {
-                    Output::Retrain(mut r) => {
-                        r.source_offsets.clear();
-                        Output::Retrain(r)
-                    }
-                    alert => alert,
-                })
-                .collect()
-        };
         assert_eq!(without_offsets(reference), without_offsets(shifted));
     }
 
@@ -733,19 +735,7 @@ mod tests {
         keyed.sort_by_key(|(k, _)| *k);
         let shifted: Vec<Event<'static>> = keyed.into_iter().map(|(_, e)| e).collect();
         let (_, ahead) = run_events(labelled_settings(), &shifted);
-        let strip = |outputs: Vec<Output>| -> Vec<Output> {
-            outputs
-                .into_iter()
-                .map(|output| match output {
-                    Output::Retrain(mut r) => {
-                        r.source_offsets.clear();
-                        Output::Retrain(r)
-                    }
-                    alert => alert,
-                })
-                .collect()
-        };
-        assert_eq!(strip(reference), strip(ahead));
+        assert_eq!(without_offsets(reference), without_offsets(ahead));
     }
 
     #[test]
