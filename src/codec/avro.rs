@@ -204,6 +204,10 @@ impl<'a> Reader<'a> {
         self.buf.len().saturating_sub(self.pos)
     }
 
+    // Error constructors are cold and out of line: the per-event path then carries no
+    // string building, and the readers below stay small enough to inline.
+    #[cold]
+    #[inline(never)]
     fn truncated(field: &str, offset: usize, detail: String) -> DecodeError {
         DecodeError::Truncated {
             field: field.to_owned(),
@@ -212,6 +216,8 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn invalid(field: &str, offset: usize, detail: &str) -> DecodeError {
         DecodeError::InvalidValue {
             field: field.to_owned(),
@@ -220,6 +226,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The next `n` bytes, borrowed from the payload.
+    #[inline]
     fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], DecodeError> {
         let start = self.pos;
         // `get` rather than indexing: no arithmetic or slicing here can panic.
@@ -239,8 +246,17 @@ impl<'a> Reader<'a> {
     }
 
     /// A zigzag varint (Avro `int` and `long` share the encoding).
+    #[inline]
     fn long(&mut self, field: &str) -> Result<i64, DecodeError> {
         let start = self.pos;
+        // Fast path: union indexes, short lengths and small counts fit in one byte.
+        if let Some(&byte) = self.buf.get(start) {
+            if byte & 0x80 == 0 {
+                self.pos = start + 1;
+                let raw = u64::from(byte);
+                return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
+            }
+        }
         let mut raw: u64 = 0;
         for i in 0..MAX_VARINT_BYTES {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -273,12 +289,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A length prefix (strings, map block byte sizes): a non-negative long.
+    #[inline]
     fn length(&mut self, field: &str) -> Result<usize, DecodeError> {
         let start = self.pos;
         let n = self.long(field)?;
         usize::try_from(n).map_err(|_| Self::invalid(field, start, &format!("negative length {n}")))
     }
 
+    #[inline]
     fn string(&mut self, field: &str) -> Result<Cow<'a, str>, DecodeError> {
         let n = self.length(field)?;
         let start = self.pos;
@@ -292,6 +310,7 @@ impl<'a> Reader<'a> {
     }
 
     /// An IEEE 754 double, little-endian; NaN and infinities pass through bit for bit.
+    #[inline]
     fn double(&mut self, field: &str) -> Result<f64, DecodeError> {
         let bytes = self.take(8, field)?;
         let mut le = [0u8; 8];
@@ -313,6 +332,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A union branch index, checked against the number of branches.
+    #[inline]
     fn union_index(&mut self, field: &str, branches: usize) -> Result<usize, DecodeError> {
         let start = self.pos;
         let index = self.long(field)?;
