@@ -368,9 +368,33 @@ impl FineGrid {
 /// Categorical bins: one per reference category (most frequent first, capped), plus
 /// [`OTHER_CATEGORY`] last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "CategoricalBinsData", into = "CategoricalBinsData")]
 pub struct CategoricalBins {
     /// Category labels in bin order, without `__other__`.
     categories: Vec<String>,
+    /// Category → bin: one hash (FNV, fast on short strings) per event instead of a binary
+    /// search of string comparisons. Lookups only, so crafted categories cannot grow it.
+    index: std::collections::HashMap<String, usize, fnv::FnvBuildHasher>,
+}
+
+/// The serialized form of [`CategoricalBins`]: the categories; the index is rebuilt.
+#[derive(Serialize, Deserialize)]
+struct CategoricalBinsData {
+    categories: Vec<String>,
+}
+
+impl From<CategoricalBinsData> for CategoricalBins {
+    fn from(data: CategoricalBinsData) -> Self {
+        Self::from_sorted(data.categories)
+    }
+}
+
+impl From<CategoricalBins> for CategoricalBinsData {
+    fn from(bins: CategoricalBins) -> Self {
+        Self {
+            categories: bins.categories,
+        }
+    }
 }
 
 impl CategoricalBins {
@@ -386,7 +410,16 @@ impl CategoricalBins {
         // Bin order by label keeps reports and evidence hashes independent of frequency ties.
         let mut categories: Vec<String> = pairs.into_iter().map(|(c, _)| c.to_owned()).collect();
         categories.sort_unstable();
-        Self { categories }
+        Self::from_sorted(categories)
+    }
+
+    fn from_sorted(categories: Vec<String>) -> Self {
+        let index = categories
+            .iter()
+            .enumerate()
+            .map(|(bin, category)| (category.clone(), bin))
+            .collect();
+        Self { categories, index }
     }
 
     /// Reference categories in bin order.
@@ -405,9 +438,11 @@ impl CategoricalBins {
     }
 
     /// The bin of a category; unseen categories go to `__other__` (the last bin).
+    #[inline]
     pub fn bin_of(&self, category: &str) -> usize {
-        self.categories
-            .binary_search_by(|c| c.as_str().cmp(category))
+        self.index
+            .get(category)
+            .copied()
             .unwrap_or(self.categories.len())
     }
 
@@ -501,6 +536,18 @@ mod tests {
         assert_eq!(bins.bin_of("c"), 2);
         assert_eq!(bins.label(2), OTHER_CATEGORY);
         assert_eq!(bins.len(), 3);
+    }
+
+    #[test]
+    fn categorical_bins_survive_serialization_with_their_index() {
+        let bins = CategoricalBins::from_counts([("fr", 3), ("de", 2), ("us", 9)], 10);
+        let json = serde_json::to_string(&bins).unwrap();
+        assert_eq!(json, r#"{"categories":["de","fr","us"]}"#);
+        let back: CategoricalBins = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, bins);
+        for (i, category) in ["de", "fr", "us", "jp"].into_iter().enumerate() {
+            assert_eq!(back.bin_of(category), i);
+        }
     }
 
     proptest! {
