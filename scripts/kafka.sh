@@ -10,8 +10,13 @@
 #   scripts/kafka.sh bootstrap  print the running broker's address (exit 1 if none)
 #   scripts/kafka.sh status     exit 0 if running and answering, 1 otherwise
 #   scripts/kafka.sh stop       stop it (SIGTERM, up to 30 s, then SIGKILL) and delete its data
+#   scripts/kafka.sh restart    stop it like 'stop' but keep its data and config, start the same
+#                               broker again (same ports, same KRaft storage), wait until it
+#                               answers, print "127.0.0.1:PORT" as the only line on stdout;
+#                               fails if this run folder has no broker state (never started,
+#                               or removed by 'stop')
 #
-# Progress and errors go to stderr; stdout carries only the address (start, bootstrap).
+# Progress and errors go to stderr; stdout carries only the address (start, restart, bootstrap).
 # Environment (all optional):
 #   DRIFTWATCH_KAFKA_CACHE          jar cache    (default ~/.cache/driftwatch/kafka-<version>)
 #   DRIFTWATCH_KAFKA_RUN            run folder   (default <repo>/target/kafka-run)
@@ -23,6 +28,8 @@
 #   DRIFTWATCH_KAFKA_LOG_LEVEL      broker log level in logs/server.log (default INFO)
 #   DRIFTWATCH_KAFKA_EXTRA_PROPS    a file whose lines are appended to server.properties
 #                                   (later keys win)
+#   (restart reuses the run folder's server.properties and log4j2.properties as written by
+#    start, so the port, log level and extra-props settings above apply to start only)
 #   JAVA_HOME                       Java >= 17 to use (default: java on PATH)
 set -euo pipefail
 
@@ -55,6 +62,8 @@ DATA_DIR="$RUN/data"
 LOG_DIR="$RUN/logs"
 
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+# classpath and logging, for every JVM we run from the jar cache
+KAFKA_JVM=(-Dkafka.logs.dir="$LOG_DIR" -Dlog4j2.configurationFile="$LOG4J_FILE" -cp "$CACHE/*")
 
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"; }
 
@@ -80,6 +89,13 @@ if cmd == "ports":            # two distinct free TCP ports on 127.0.0.1
     print(" ".join(str(s.getsockname()[1]) for s in socks))
 elif cmd == "port-free":      # exit 0 if the port can be bound on 127.0.0.1
     s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", int(sys.argv[2])))
+    except OSError:
+        sys.exit(1)
+elif cmd == "port-bindable":  # exit 0 if a server could bind the port with SO_REUSEADDR, as the
+    s = socket.socket()        # broker does: TIME_WAIT leftovers are fine, a listener is not
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         s.bind(("127.0.0.1", int(sys.argv[2])))
     except OSError:
@@ -318,27 +334,31 @@ cmd_start() {
 
   local cluster_id
   cluster_id="$(py uuid)"
-  local -a jvm=(-Dkafka.logs.dir="$LOG_DIR" -Dlog4j2.configurationFile="$LOG4J_FILE" -cp "$CACHE/*")
   log "formatting KRaft storage in $DATA_DIR (cluster id $cluster_id)"
-  # shellcheck disable=SC2086
-  if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto "${jvm[@]}" kafka.tools.StorageTool format \
+  if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -Xshare:auto "${KAFKA_JVM[@]}" kafka.tools.StorageTool format \
       --cluster-id "$cluster_id" --config "$PROPS_FILE" >"$LOG_DIR/format.log" 2>&1 8>&- 9>&-; then
     cat "$LOG_DIR/format.log" >&2
     die "formatting the KRaft storage failed"
   fi
 
-  log "starting Kafka $KAFKA_VERSION on $HOST:$bport (controller $HOST:$cport), logs in $LOG_DIR"
+  launch_broker "$bport" "$cport"
+  printf '%s\n' "$HOST:$bport"
+}
+
+# Starts kafka.Kafka on $PROPS_FILE (already written, storage already formatted), records its
+# pid and address, and waits until it answers; dies (killing it if needed) if it does not.
+launch_broker() {   # broker-port controller-port
+  local bport="$1" cport="$2" pid addr="$HOST:$1" t0=$SECONDS
+  log "starting Kafka $KAFKA_VERSION on $addr (controller $HOST:$cport), logs in $LOG_DIR"
   # Detached: own session, stdin/stdout/stderr not tied to the caller, lock fds closed,
   # so the calling shell (or test harness reading our stdout) can go away.
   # shellcheck disable=SC2086
-  nohup setsid "$JAVA" $HEAP_OPTS $JVM_OPTS "${jvm[@]}" kafka.Kafka "$PROPS_FILE" \
+  nohup setsid "$JAVA" $HEAP_OPTS $JVM_OPTS "${KAFKA_JVM[@]}" kafka.Kafka "$PROPS_FILE" \
     </dev/null >>"$LOG_DIR/stdout.log" 2>&1 8>&- 9>&- &
   pid=$!
   printf '%s\n' "$pid" >"$PID_FILE"
-  addr="$HOST:$bport"
   printf '%s\n' "$addr" >"$BOOTSTRAP_FILE"
 
-  local t0=$SECONDS
   if ! wait_ready "$pid" "$addr"; then
     tail_log
     if kill -0 "$pid" 2>/dev/null; then
@@ -348,7 +368,6 @@ cmd_start() {
     die "broker process exited during startup (logs in $LOG_DIR)"
   fi
   log "ready on $addr after $((SECONDS - t0)) s (pid $pid)"
-  printf '%s\n' "$addr"
 }
 
 wait_ready() {   # pid addr
@@ -361,30 +380,75 @@ wait_ready() {   # pid addr
   return 1
 }
 
+stop_broker() {   # pid: SIGTERM, wait up to 30 s, then SIGKILL (and wait up to 5 s more)
+  local pid="$1" i
+  log "stopping broker pid $pid ..."
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 300; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "broker pid $pid still running after 30 s; sending SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+  fi
+  log "stopped"
+}
+
 cmd_stop() {
   lock_run
   local pid
   if pid="$(broker_pid)"; then
-    log "stopping broker pid $pid ..."
-    kill -TERM "$pid" 2>/dev/null || true
-    local i
-    for ((i = 0; i < 300; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "broker pid $pid still running after 30 s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-    fi
-    log "stopped"
+    stop_broker "$pid"
   else
     log "no broker running (run folder $RUN)"
   fi
   clear_state
+}
+
+# The last value of a key in $PROPS_FILE (later keys win, as for Kafka).
+prop() { sed -n "s/^$1=//p" "$PROPS_FILE" | tail -n1; }
+
+cmd_restart() {
+  lock_run
+  # Everything that could make the new start fail is checked before the old broker is stopped.
+  if [[ ! -f "$PROPS_FILE" || ! -f "$DATA_DIR/meta.properties" ]]; then
+    die "no broker to restart in run folder $RUN (no $PROPS_FILE or no formatted storage in $DATA_DIR: never started, or its data was deleted by '$0 stop'); run '$0 start'"
+  fi
+  [[ -f "$LOG4J_FILE" ]] || die "missing $LOG4J_FILE; run '$0 stop' then '$0 start'"
+  local l bport="" cport="" listeners
+  local -a parts
+  listeners="$(prop listeners)"
+  IFS=, read -ra parts <<<"$listeners"
+  for l in "${parts[@]}"; do
+    case "$l" in
+      PLAINTEXT://*) bport="${l##*:}" ;;
+      CONTROLLER://*) cport="${l##*:}" ;;
+    esac
+  done
+  [[ "$bport" =~ ^[0-9]+$ && "$cport" =~ ^[0-9]+$ ]] \
+    || die "cannot read the PLAINTEXT and CONTROLLER ports from 'listeners=$listeners' in $PROPS_FILE"
+  check_java
+  ensure
+
+  local pid
+  if pid="$(broker_pid)"; then
+    stop_broker "$pid"
+  else
+    log "no broker running (run folder $RUN); starting it again from its kept state"
+  fi
+  rm -f "$PID_FILE"
+  mkdir -p "$LOG_DIR"
+  # The old broker's ports may still have TIME_WAIT connections: fine for the broker, which binds
+  # with SO_REUSEADDR (as this check does); a process listening there now is not.
+  py port-bindable "$bport" || die "broker port $HOST:$bport is in use by another process"
+  py port-bindable "$cport" || die "controller port $HOST:$cport is in use by another process"
+  launch_broker "$bport" "$cport"
+  printf '%s\n' "$HOST:$bport"
 }
 
 cmd_status() {
@@ -418,6 +482,7 @@ case "${1:-}" in
   ensure) check_java; ensure ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
+  restart) cmd_restart ;;
   status) cmd_status ;;
   bootstrap) cmd_bootstrap ;;
   -h | --help | help) usage ;;

@@ -9,13 +9,16 @@ use std::collections::BTreeMap;
 use crate::detect::window::{Admission, PaneClock};
 use crate::event::Event;
 
-use super::join::{JoinCounters, JoinedOutcome, LabelJoin};
+use serde::{Deserialize, Serialize};
+
+use super::join::{JoinCounters, JoinEntry, JoinMeta, JoinedOutcome, LabelJoin};
 use super::model::{
     Collected, EvaluationRecord, ManualOutcome, ModelMonitor, ModelStatus, QualityRecord,
     SourcePosition,
 };
 use super::output::Output;
 use super::settings::MonitorSettings;
+use super::state::{self, StateChange, StateError, StateKey};
 
 /// What happened to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +32,7 @@ pub enum Disposition {
 }
 
 /// Counters of one engine.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineCounters {
     /// Prediction events accepted.
     pub predictions: u64,
@@ -41,6 +44,17 @@ pub struct EngineCounters {
     pub late_outcomes: u64,
     /// The label join's counters.
     pub join: JoinCounters,
+}
+
+/// Why an engine could not be restored.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RestoreError {
+    /// The monitor settings are invalid.
+    #[error("invalid monitor settings: {}", .0.join("; "))]
+    Settings(Vec<String>),
+    /// A state record could not be read.
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 /// The monitor engine of one partition.
@@ -56,6 +70,26 @@ pub struct Engine {
     /// id): applying them in this order, not arrival order, makes quality and concept drift
     /// independent of how the prediction and label topics happened to interleave.
     ready: BTreeMap<(i64, String, String), JoinedOutcome>,
+    /// The engine record changed since the state changelog last wrote it.
+    core_changed: bool,
+}
+
+/// The engine's own record in the state changelog, as written (borrowing).
+#[derive(Serialize)]
+struct EngineRecordRef<'a> {
+    clock: &'a PaneClock,
+    counters: &'a EngineCounters,
+    ready: Vec<&'a JoinedOutcome>,
+    join: JoinMeta,
+}
+
+/// The engine's own record, as read: the same layout as [`EngineRecordRef`].
+#[derive(Deserialize)]
+struct EngineRecord {
+    clock: PaneClock,
+    counters: EngineCounters,
+    ready: Vec<JoinedOutcome>,
+    join: JoinMeta,
 }
 
 impl Engine {
@@ -85,7 +119,98 @@ impl Engine {
             counters: EngineCounters::default(),
             join,
             ready: BTreeMap::new(),
+            core_changed: true,
         })
+    }
+
+    /// The parts of the state that changed since the last call, encoded for the state
+    /// changelog (see [`super::state`]); empty when nothing changed.
+    pub fn take_state_changes(&mut self) -> Vec<StateChange> {
+        let mut changes = Vec::new();
+        if !std::mem::take(&mut self.core_changed) {
+            return changes;
+        }
+        changes.push(StateChange {
+            key: StateKey::Engine,
+            value: Some(state::encode(&EngineRecordRef {
+                clock: &self.clock,
+                counters: &self.counters,
+                ready: self.ready.values().collect(),
+                join: self.join.meta(),
+            })),
+        });
+        for (model_id, versions) in &mut self.models {
+            for (model_version, monitor) in versions {
+                if monitor.take_changed() {
+                    changes.push(StateChange {
+                        key: StateKey::Model {
+                            model_id: model_id.clone(),
+                            model_version: model_version.clone(),
+                        },
+                        value: Some(state::encode(monitor)),
+                    });
+                }
+            }
+        }
+        for (key, entry) in self.join.take_changes() {
+            changes.push(StateChange {
+                key: StateKey::Join(key),
+                value: entry.map(|entry| state::encode(&entry)),
+            });
+        }
+        changes
+    }
+
+    /// An engine rebuilt from its latest state records (deletions already applied), or
+    /// `None` when there is no engine record (the partition has no state yet).
+    ///
+    /// # Errors
+    /// Invalid `settings`, or a record that cannot be read ([`StateError`]).
+    pub fn restore<'a>(
+        settings: MonitorSettings,
+        records: impl IntoIterator<Item = (&'a StateKey, &'a [u8])>,
+    ) -> Result<Option<Self>, RestoreError> {
+        let mut engine = Self::new(settings).map_err(RestoreError::Settings)?;
+        let mut core: Option<EngineRecord> = None;
+        let mut entries = Vec::new();
+        for (key, value) in records {
+            match key {
+                StateKey::Engine => core = Some(state::decode(value)?),
+                StateKey::Model {
+                    model_id,
+                    model_version,
+                } => {
+                    let monitor: ModelMonitor = state::decode(value)?;
+                    engine
+                        .models
+                        .entry(model_id.clone())
+                        .or_default()
+                        .insert(model_version.clone(), monitor);
+                }
+                StateKey::Join(join_key) => {
+                    entries.push((*join_key, state::decode::<JoinEntry>(value)?));
+                }
+            }
+        }
+        let Some(core) = core else {
+            return Ok(None);
+        };
+        engine.clock = core.clock;
+        engine.counters = core.counters;
+        engine.ready = core
+            .ready
+            .into_iter()
+            .map(|o| ((o.known_at(), o.model_id.clone(), o.event_id.clone()), o))
+            .collect();
+        let performance = &engine.settings.performance;
+        engine.join = LabelJoin::restore(
+            performance.join_ttl_ms,
+            performance.join_max_entries,
+            core.join,
+            entries,
+        );
+        engine.core_changed = false;
+        Ok(Some(engine))
     }
 
     /// The settings.
@@ -95,6 +220,7 @@ impl Engine {
 
     /// Processes one event. Outputs it causes are collected until [`Engine::drain_outputs`].
     pub fn process(&mut self, event: &Event<'_>, source: SourcePosition<'_>) -> Disposition {
+        self.core_changed = true;
         let prediction = match event {
             Event::Label(label) => {
                 self.counters.labels += 1;
@@ -127,6 +253,7 @@ impl Engine {
                 }),
         };
         monitor.observe(prediction, pane, source, settings);
+        monitor.mark_changed();
         let joined = if settings.performance.join_predictions {
             self.join
                 .offer_prediction(prediction, monitor.sensitive_attribute())
@@ -182,6 +309,7 @@ impl Engine {
             .and_then(|versions| versions.get_mut(&outcome.prediction.model_version))
         {
             monitor.record_outcome(pane, outcome);
+            monitor.mark_changed();
         }
     }
 
@@ -202,6 +330,7 @@ impl Engine {
         for versions in self.models.values_mut() {
             for monitor in versions.values_mut() {
                 monitor.close_through(through, pane_ms, &self.settings, &mut self.collected);
+                monitor.mark_changed();
             }
         }
     }
@@ -255,6 +384,8 @@ impl Engine {
             .values_mut()
             .max_by_key(|m| (m.last_event_time(), m.events()))?;
         let outcome = monitor.manual_retrain(now, reason, force, &self.settings);
+        monitor.mark_changed();
+        self.core_changed = true;
         if let ManualOutcome::Requested(request) = &outcome {
             self.collected
                 .outputs
@@ -689,6 +820,151 @@ mod tests {
             label_delay: 10,
             labels_first: false,
         }
+    }
+
+    /// A compacted changelog: the latest value of each key, deletions applied.
+    fn apply_changes(log: &mut BTreeMap<StateKey, Vec<u8>>, changes: Vec<StateChange>) {
+        for change in changes {
+            match change.value {
+                Some(value) => log.insert(change.key, value),
+                None => log.remove(&change.key),
+            };
+        }
+    }
+
+    /// Runs `events`, writing the changelog every `commit_every` events and restoring a new
+    /// engine from it at each of `crash_at` (the events since the last write are processed
+    /// again, as after a crash); returns the outputs that a transactional sink would keep.
+    fn run_with_crashes(
+        settings: MonitorSettings,
+        events: &[Event<'static>],
+        commit_every: usize,
+        crash_at: &[usize],
+    ) -> (Engine, Vec<Output>) {
+        let mut log: BTreeMap<StateKey, Vec<u8>> = BTreeMap::new();
+        let mut engine = Engine::new(settings.clone()).unwrap();
+        let (mut committed, mut pending) = (Vec::new(), Vec::new());
+        let mut committed_through = 0;
+        let mut crashes = crash_at.iter().copied().peekable();
+        let mut i = 0;
+        while i < events.len() {
+            if crashes.next_if(|&at| at == i).is_some() {
+                // Uncommitted outputs are aborted; state comes back from the changelog.
+                pending.clear();
+                engine = Engine::restore(settings.clone(), log.iter().map(|(k, v)| (k, &v[..])))
+                    .unwrap()
+                    .unwrap_or_else(|| Engine::new(settings.clone()).unwrap());
+                i = committed_through;
+                continue;
+            }
+            let source = SourcePosition {
+                offset: i as i64,
+                ..SOURCE
+            };
+            engine.process(&events[i], source);
+            pending.extend(engine.drain_outputs());
+            i += 1;
+            if i % commit_every == 0 || i == events.len() {
+                apply_changes(&mut log, engine.take_state_changes());
+                committed.append(&mut pending);
+                committed_through = i;
+            }
+        }
+        (engine, committed)
+    }
+
+    #[test]
+    fn state_restored_from_the_changelog_continues_exactly_like_an_uninterrupted_run() {
+        // Features drift (data drift) and the model's accuracy drops (quality, concept
+        // drift): references, windows, ADWIN, alert machines, cooldowns and the label join
+        // all have state that must survive.
+        let stream = Labelled {
+            seed: 4,
+            n: 24_000,
+            change_at: 12_000,
+            accuracy_before: 0.9,
+            accuracy_after: 0.6,
+            label_delay: 30,
+            labels_first: false,
+        };
+        let mut events = stream.events();
+        for event in &mut events[24_000..] {
+            if let Event::Prediction(p) = event {
+                for (_, value) in &mut p.features {
+                    if let FeatureValue::Number(x) = value {
+                        *x += 1.0;
+                    }
+                }
+            }
+        }
+        let (mut reference, expected) = run_events(labelled_settings(), &events);
+        assert!(
+            expected.iter().any(|o| matches!(o, Output::Alert(_)))
+                && expected.iter().any(|o| matches!(o, Output::Retrain(_))),
+            "the stream must exercise alerts and retrain requests: {expected:#?}"
+        );
+        let crashes = [999, 7_531, 19_999, 24_100, 31_000, 47_990];
+        let (mut restored, outputs) =
+            run_with_crashes(labelled_settings(), &events, 1_000, &crashes);
+        assert_eq!(outputs, expected, "each output exactly once, the same ones");
+        // The same final state: what the changelog would hold is identical.
+        let (mut left, mut right) = (BTreeMap::new(), BTreeMap::new());
+        reference.core_changed = true;
+        restored.core_changed = true;
+        for engine in [&mut reference, &mut restored] {
+            for versions in engine.models.values_mut() {
+                for monitor in versions.values_mut() {
+                    monitor.mark_changed();
+                }
+            }
+        }
+        apply_changes(&mut left, reference.take_state_changes());
+        apply_changes(&mut right, restored.take_state_changes());
+        let decoded = |log: &BTreeMap<StateKey, Vec<u8>>| -> Vec<(StateKey, ModelMonitor)> {
+            log.iter()
+                .filter(|(k, _)| matches!(k, StateKey::Model { .. }))
+                .map(|(k, v)| (k.clone(), state::decode(v).unwrap()))
+                .collect()
+        };
+        assert_eq!(decoded(&left), decoded(&right));
+        assert_eq!(reference.counters(), restored.counters());
+        assert_eq!(reference.join_waiting(), restored.join_waiting());
+        assert_eq!(reference.watermark(), restored.watermark());
+    }
+
+    #[test]
+    fn the_changelog_holds_waiting_join_entries_and_deletes_joined_ones() {
+        let stream = Labelled {
+            seed: 2,
+            n: 500,
+            change_at: usize::MAX,
+            accuracy_before: 0.9,
+            accuracy_after: 0.9,
+            label_delay: 50,
+            labels_first: false,
+        };
+        let events = stream.events();
+        let mut engine = Engine::new(labelled_settings()).unwrap();
+        let mut log = BTreeMap::new();
+        // Predictions 0..300 and the labels of 0..250.
+        let cut = events
+            .iter()
+            .position(|e| matches!(e, Event::Prediction(p) if p.event_id == "q300"))
+            .unwrap();
+        for event in &events[..cut] {
+            engine.process(event, SOURCE);
+            apply_changes(&mut log, engine.take_state_changes());
+        }
+        let waiting = log
+            .keys()
+            .filter(|k| matches!(k, StateKey::Join(_)))
+            .count();
+        assert_eq!(waiting, engine.join_waiting());
+        assert_eq!(waiting, 50, "predictions 250..300 wait for their labels");
+        assert!(
+            engine.take_state_changes().is_empty(),
+            "nothing changed since"
+        );
     }
 
     #[test]

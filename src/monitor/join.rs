@@ -123,10 +123,55 @@ pub struct JoinCounters {
     pub duplicate_predictions: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-enum Side {
+/// Which waiting room an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Side {
+    /// A prediction waiting for its label.
     Prediction,
+    /// A label waiting for its prediction.
     Label,
+}
+
+/// Names one waiting entry in the state changelog: its room and its (model_id, event_id)
+/// hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct JoinKey {
+    /// The waiting room.
+    pub side: Side,
+    /// FNV-1a hash of (model_id, event_id).
+    pub key: u64,
+}
+
+/// A waiting entry as the state changelog stores it: self-contained (strings resolved, not
+/// interned ids), so a restored join may intern in any order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JoinEntry {
+    /// A waiting prediction.
+    Prediction {
+        /// Arrival number (restores the eviction and expiry order).
+        arrival: u64,
+        /// What the join kept of it.
+        summary: PredictionSummary,
+    },
+    /// A waiting label.
+    Label {
+        /// Arrival number.
+        arrival: u64,
+        /// Event time of the label.
+        timestamp: i64,
+        /// The label's value.
+        truth: Truth,
+    },
+}
+
+/// The join's scalars, stored with the engine's record (the entries are records of their
+/// own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinMeta {
+    /// Next arrival number.
+    pub next_arrival: u64,
+    /// Counters so far.
+    pub counters: JoinCounters,
 }
 
 /// Id of an interned string; [`NONE`] for an absent value.
@@ -220,6 +265,10 @@ pub struct LabelJoin {
     /// Classes and group values.
     strings: Interner,
     counters: JoinCounters,
+    /// Entries added or removed since the last [`LabelJoin::take_changes`]: the state
+    /// changelog writes these, not the whole join (which may hold a million entries).
+    #[serde(skip)]
+    changed: Vec<JoinKey>,
 }
 
 impl LabelJoin {
@@ -236,7 +285,147 @@ impl LabelJoin {
             versions: Interner::default(),
             strings: Interner::default(),
             counters: JoinCounters::default(),
+            changed: Vec::new(),
         }
+    }
+
+    /// The join's scalars, for the state changelog.
+    pub fn meta(&self) -> JoinMeta {
+        JoinMeta {
+            next_arrival: self.next_arrival,
+            counters: self.counters,
+        }
+    }
+
+    /// Entries changed since the last call, each with its current value (`None`: it left
+    /// the join), in key order.
+    pub fn take_changes(&mut self) -> Vec<(JoinKey, Option<JoinEntry>)> {
+        let mut changed = std::mem::take(&mut self.changed);
+        changed.sort_unstable();
+        changed.dedup();
+        changed
+            .into_iter()
+            .map(|key| (key, self.entry(key)))
+            .collect()
+    }
+
+    /// The self-contained form of a waiting entry.
+    fn entry(&self, key: JoinKey) -> Option<JoinEntry> {
+        match key.side {
+            Side::Prediction => self
+                .predictions
+                .get(&key.key)
+                .map(|w| JoinEntry::Prediction {
+                    arrival: w.arrival,
+                    summary: self.summary_of(w),
+                }),
+            Side::Label => self.labels.get(&key.key).map(|w| JoinEntry::Label {
+                arrival: w.arrival,
+                timestamp: w.timestamp,
+                truth: w.truth.clone(),
+            }),
+        }
+    }
+
+    /// A join rebuilt from its changelog: `meta` and the live entries. Entries are queued in
+    /// arrival order, so expiry and eviction continue in the order they would have.
+    /// (Matched entries' arrival tombstones are not restored: after a restore the size bound
+    /// counts live entries only, so an eviction may come a little later than it would have.)
+    pub fn restore(
+        ttl_ms: i64,
+        max_entries: usize,
+        meta: JoinMeta,
+        entries: impl IntoIterator<Item = (JoinKey, JoinEntry)>,
+    ) -> Self {
+        let mut join = Self::new(ttl_ms, max_entries);
+        let mut entries: Vec<(JoinKey, JoinEntry)> = entries.into_iter().collect();
+        entries.sort_by_key(|(_, entry)| match entry {
+            JoinEntry::Prediction { arrival, .. } | JoinEntry::Label { arrival, .. } => *arrival,
+        });
+        for (key, entry) in entries {
+            match entry {
+                JoinEntry::Prediction { arrival, summary } => {
+                    let waiting = join.waiting_prediction(arrival, &summary);
+                    join.predictions.insert(key.key, waiting);
+                    join.arrivals.push_back(Arrival {
+                        arrival,
+                        side: Side::Prediction,
+                        key: key.key,
+                    });
+                }
+                JoinEntry::Label {
+                    arrival,
+                    timestamp,
+                    truth,
+                } => {
+                    join.labels.insert(
+                        key.key,
+                        WaitingLabel {
+                            arrival,
+                            timestamp,
+                            truth,
+                        },
+                    );
+                    join.arrivals.push_back(Arrival {
+                        arrival,
+                        side: Side::Label,
+                        key: key.key,
+                    });
+                }
+            }
+        }
+        join.next_arrival = meta.next_arrival;
+        join.counters = meta.counters;
+        join
+    }
+
+    fn waiting_prediction(
+        &mut self,
+        arrival: u64,
+        summary: &PredictionSummary,
+    ) -> WaitingPrediction {
+        let strings = &mut self.strings;
+        WaitingPrediction {
+            arrival,
+            timestamp: summary.timestamp,
+            score: summary.score,
+            version: self.versions.intern(&summary.model_version),
+            class: summary.class.as_deref().map_or(NONE, |c| strings.intern(c)),
+            group: summary.group.as_deref().map_or(NONE, |g| strings.intern(g)),
+            probabilities: (!summary.probabilities.is_empty()).then(|| {
+                summary
+                    .probabilities
+                    .iter()
+                    .map(|(class, p)| (strings.intern(class), *p))
+                    .collect()
+            }),
+        }
+    }
+
+    /// What a waiting prediction holds, with its strings resolved.
+    fn summary_of(&self, prediction: &WaitingPrediction) -> PredictionSummary {
+        let text = |id: TextId| self.strings.resolve(id).map(str::to_owned);
+        PredictionSummary {
+            model_version: self
+                .versions
+                .resolve(prediction.version)
+                .unwrap_or_default()
+                .to_owned(),
+            timestamp: prediction.timestamp,
+            score: prediction.score,
+            class: text(prediction.class),
+            probabilities: prediction
+                .probabilities
+                .iter()
+                .flatten()
+                .filter_map(|(class, p)| Some((text(*class)?, *p)))
+                .collect(),
+            group: text(prediction.group),
+        }
+    }
+
+    fn mark(&mut self, side: Side, key: u64) {
+        self.changed.push(JoinKey { side, key });
     }
 
     /// Counters so far.
@@ -259,6 +448,7 @@ impl LabelJoin {
         let key = join_key(&event.model_id, &event.event_id);
         if let Some(label) = self.labels.remove(&key) {
             self.counters.joined += 1;
+            self.mark(Side::Label, key);
             return Some(JoinedOutcome {
                 model_id: event.model_id.to_string(),
                 event_id: event.event_id.to_string(),
@@ -302,6 +492,7 @@ impl LabelJoin {
         let arrival = self.arrive(Side::Prediction, key);
         let waiting = WaitingPrediction { arrival, ..waiting };
         self.predictions.insert(key, waiting);
+        self.mark(Side::Prediction, key);
         self.enforce_bound();
         None
     }
@@ -312,27 +503,11 @@ impl LabelJoin {
         let key = join_key(&event.model_id, &event.event_id);
         if let Some(prediction) = self.predictions.remove(&key) {
             self.counters.joined += 1;
-            let text = |id: TextId| self.strings.resolve(id).map(str::to_owned);
+            self.mark(Side::Prediction, key);
             return Some(JoinedOutcome {
                 model_id: event.model_id.to_string(),
                 event_id: event.event_id.to_string(),
-                prediction: PredictionSummary {
-                    model_version: self
-                        .versions
-                        .resolve(prediction.version)
-                        .unwrap_or_default()
-                        .to_owned(),
-                    timestamp: prediction.timestamp,
-                    score: prediction.score,
-                    class: text(prediction.class),
-                    probabilities: prediction
-                        .probabilities
-                        .iter()
-                        .flatten()
-                        .filter_map(|(class, p)| Some((text(*class)?, *p)))
-                        .collect(),
-                    group: text(prediction.group),
-                },
+                prediction: self.summary_of(&prediction),
                 truth: Truth::from(&event.label),
                 label_timestamp: event.timestamp,
             });
@@ -342,6 +517,7 @@ impl LabelJoin {
             return None;
         }
         let arrival = self.arrive(Side::Label, key);
+        self.mark(Side::Label, key);
         self.labels.insert(
             key,
             WaitingLabel {
@@ -407,6 +583,7 @@ impl LabelJoin {
         };
         let live = self.entry_timestamp(&front).is_some();
         if live {
+            self.mark(front.side, front.key);
             match front.side {
                 Side::Prediction => {
                     self.predictions.remove(&front.key);

@@ -16,3 +16,4 @@ pub mod policy;
 pub mod quality;
 pub mod schedule;
 pub mod settings;
+pub mod state;

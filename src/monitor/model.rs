@@ -63,6 +63,7 @@ struct PaneOffsetRange {
 struct FeatureSlot {
     name: String,
     tracker: SeriesTracker,
+    #[serde(with = "super::settings::detectors_as_overrides")]
     detectors: DetectorSettings,
     ignored: bool,
     /// Sequence number of the last event that carried this feature.
@@ -156,6 +157,7 @@ pub struct ModelMonitor {
     last_retrain_at: Option<i64>,
     /// Latest result per (subject, detector).
     latest: BTreeMap<(String, String), EvaluationRecord>,
+    #[serde(with = "super::settings::detectors_as_overrides")]
     prediction_detectors: DetectorSettings,
     /// Label join results: quality, concept drift, fairness.
     performance: PerformanceTracker,
@@ -168,6 +170,9 @@ pub struct ModelMonitor {
     schedule: Option<CronSchedule>,
     /// Event time up to which the schedule has been checked.
     schedule_checked_through: Option<i64>,
+    /// Changed since the state changelog last wrote it.
+    #[serde(skip)]
+    changed: bool,
 }
 
 /// The frozen reference of a model, built offline from training data by
@@ -218,6 +223,16 @@ pub struct PerformanceStatus {
 }
 
 impl ModelMonitor {
+    /// Notes that the state changelog must write this monitor again.
+    pub fn mark_changed(&mut self) {
+        self.changed = true;
+    }
+
+    /// Whether the monitor changed since the last call (and forgets it).
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
     /// A fresh monitor in warm-up.
     pub fn new(model_id: &str, model_version: &str, settings: &MonitorSettings) -> Self {
         let overrides = settings.model(model_id);
@@ -259,6 +274,7 @@ impl ModelMonitor {
                 .and_then(|m| m.retrain_schedule.as_deref())
                 .and_then(|expression| CronSchedule::parse(expression).ok()),
             schedule_checked_through: None,
+            changed: true,
         }
         .with_baseline(settings)
     }

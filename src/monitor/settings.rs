@@ -216,6 +216,65 @@ pub struct DetectorOverrides {
     pub min_samples: Option<u64>,
 }
 
+impl From<&DetectorSettings> for DetectorOverrides {
+    /// The complete patch: applied to any settings, it gives `settings` back.
+    fn from(settings: &DetectorSettings) -> Self {
+        let distance = |rule: DistanceRule| DistancePatch {
+            enabled: Some(rule.enabled),
+            threshold: Some(rule.threshold),
+            action: Some(rule.action),
+        };
+        let test = |rule: TestRule| TestPatch {
+            enabled: Some(rule.enabled),
+            p_value: Some(rule.p_value),
+            action: Some(rule.action),
+        };
+        Self {
+            psi: Some(distance(settings.psi)),
+            js: Some(distance(settings.js)),
+            ks: Some(test(settings.ks)),
+            wasserstein: Some(distance(settings.wasserstein)),
+            chi2: Some(test(settings.chi2)),
+            missing_rate: Some(MissingPatch {
+                enabled: Some(settings.missing_rate.enabled),
+                max_increase: Some(settings.missing_rate.max_increase),
+                action: Some(settings.missing_rate.action),
+            }),
+            min_samples: Some(settings.min_samples),
+        }
+    }
+}
+
+/// Serde helper (`#[serde(with = "detectors_as_overrides")]`) writing [`DetectorSettings`]
+/// as the complete [`DetectorOverrides`] it is read from, so that formats which are not
+/// self-describing (the postcard state changelog) read back what they wrote.
+pub mod detectors_as_overrides {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::{DetectorOverrides, DetectorSettings};
+
+    /// Writes the complete patch.
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(
+        value: &DetectorSettings,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        DetectorOverrides::from(value).serialize(serializer)
+    }
+
+    /// Reads a patch onto the defaults.
+    ///
+    /// # Errors
+    /// The deserializer's.
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<DetectorSettings, D::Error> {
+        DetectorOverrides::deserialize(deserializer).map(DetectorSettings::from)
+    }
+}
+
 impl DetectorSettings {
     /// These settings with `overrides` applied field by field.
     pub fn with(&self, overrides: &DetectorOverrides) -> Self {

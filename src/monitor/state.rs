@@ -1,0 +1,252 @@
+//! The state changelog's records: keys and versioned binary values of an engine's state.
+//!
+//! An engine's state is split into records so that a commit writes only what changed:
+//! - one *engine* record per partition: the event-time clock, counters, the joined outcomes
+//!   waiting for their pane and the label join's scalars;
+//! - one *model* record per (model, version) monitor: references, pane windows, detectors
+//!   (ADWIN included), alert state machines, cooldowns, quality trackers;
+//! - one *join* record per waiting prediction or label (the join may hold a million entries;
+//!   rewriting all of them at every commit would not scale).
+//!
+//! Keys read `{group}/{partition}/e`, `{group}/{partition}/m/{model}/{version}` and
+//! `{group}/{partition}/j/{p|l}{hash:016x}`, with `%` and `/` escaped in names, so a compacted
+//! topic keeps exactly the latest value of each and a consumer group finds its own records.
+//! Partition, not only model and version, is part of the key because state is per partition:
+//! a model whose events are spread over partitions has one monitor in each.
+//!
+//! Values start with the magic bytes `DW` and a little-endian `u16` format version, followed
+//! by the postcard encoding (compact varints) of the record. A value of another format version
+//! is refused with a message that says what to do, never misread.
+//!
+//! Pure: no Kafka here; the service moves these records.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::join::{JoinKey, Side};
+
+/// The format version this release writes and reads.
+pub const STATE_FORMAT_VERSION: u16 = 1;
+
+/// First bytes of every state value.
+const MAGIC: [u8; 2] = *b"DW";
+
+/// Which part of a partition's state a record holds.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StateKey {
+    /// The engine's own record.
+    Engine,
+    /// The monitor of one model version.
+    Model {
+        /// Model id.
+        model_id: String,
+        /// Model version.
+        model_version: String,
+    },
+    /// One waiting entry of the label join.
+    Join(JoinKey),
+}
+
+/// A record of the changelog: a key of one partition and its new value (`None` deletes it:
+/// a tombstone, which compaction eventually removes).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateChange {
+    /// What the record holds.
+    pub key: StateKey,
+    /// The encoded value, or `None` for a deletion.
+    pub value: Option<Vec<u8>>,
+}
+
+/// Why a state record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    /// The value does not start with the state magic bytes.
+    #[error("not a driftwatch state record (bad magic bytes)")]
+    NotState,
+    /// Written by a release with another format.
+    #[error(
+        "state record format v{found} was written by another driftwatch release; this release \
+         reads v{supported}. Start from fresh state: use a new kafka.group_id or topics.state \
+         (the old records stay for a rollback)"
+    )]
+    UnsupportedVersion {
+        /// Version in the record.
+        found: u16,
+        /// Version this release reads.
+        supported: u16,
+    },
+    /// The value has the right header but does not decode.
+    #[error("corrupt state record: {0}")]
+    Corrupt(String),
+    /// The key does not follow the state key layout.
+    #[error("malformed state key {0:?}")]
+    BadKey(String),
+}
+
+/// Encodes a state value: header, then postcard.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(256);
+    bytes.extend_from_slice(&MAGIC);
+    bytes.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
+    // Our state types serialize infallibly into a growable buffer (no maps with non-string
+    // key restrictions, no untagged enums); a failure would be a programming error caught
+    // by the round-trip tests, so it degrades to an empty (refused on read) record.
+    postcard::to_extend(value, bytes).unwrap_or_default()
+}
+
+/// Decodes a state value written by [`encode`].
+///
+/// # Errors
+/// [`StateError::NotState`], [`StateError::UnsupportedVersion`] or [`StateError::Corrupt`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
+    if bytes.len() < 4 || bytes[..2] != MAGIC {
+        return Err(StateError::NotState);
+    }
+    let found = u16::from_le_bytes([bytes[2], bytes[3]]);
+    if found != STATE_FORMAT_VERSION {
+        return Err(StateError::UnsupportedVersion {
+            found,
+            supported: STATE_FORMAT_VERSION,
+        });
+    }
+    postcard::from_bytes(&bytes[4..]).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+/// Escapes `%` and `/` so names can be key segments.
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('/', "%2F")
+}
+
+fn unescape(segment: &str) -> String {
+    segment.replace("%2F", "/").replace("%25", "%")
+}
+
+impl StateKey {
+    /// The record key of this part of `partition`'s state for consumer group `group`.
+    pub fn record_key(&self, group: &str, partition: i32) -> String {
+        let prefix = format!("{}/{partition}/", escape(group));
+        match self {
+            StateKey::Engine => prefix + "e",
+            StateKey::Model {
+                model_id,
+                model_version,
+            } => format!("{prefix}m/{}/{}", escape(model_id), escape(model_version)),
+            StateKey::Join(JoinKey { side, key }) => {
+                let room = match side {
+                    Side::Prediction => 'p',
+                    Side::Label => 'l',
+                };
+                format!("{prefix}j/{room}{key:016x}")
+            }
+        }
+    }
+
+    /// Splits a record key into (group, partition, part).
+    ///
+    /// # Errors
+    /// [`StateError::BadKey`] when it does not follow the layout.
+    pub fn parse(record_key: &str) -> Result<(String, i32, StateKey), StateError> {
+        let bad = || StateError::BadKey(record_key.to_owned());
+        let mut segments = record_key.split('/');
+        let group = unescape(segments.next().ok_or_else(bad)?);
+        let partition: i32 = segments
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(bad)?;
+        let key = match (segments.next(), segments.next(), segments.next()) {
+            (Some("e"), None, None) => StateKey::Engine,
+            (Some("m"), Some(model), Some(version)) => StateKey::Model {
+                model_id: unescape(model),
+                model_version: unescape(version),
+            },
+            (Some("j"), Some(entry), None) if entry.len() == 17 => {
+                let side = match &entry[..1] {
+                    "p" => Side::Prediction,
+                    "l" => Side::Label,
+                    _ => return Err(bad()),
+                };
+                let key = u64::from_str_radix(&entry[1..], 16).map_err(|_| bad())?;
+                StateKey::Join(JoinKey { side, key })
+            }
+            _ => return Err(bad()),
+        };
+        if segments.next().is_some() {
+            return Err(bad());
+        }
+        Ok((group, partition, key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_whatever_the_names() {
+        let keys = [
+            StateKey::Engine,
+            StateKey::Model {
+                model_id: "fraud/eu%v".into(),
+                model_version: "2024-01/rc".into(),
+            },
+            StateKey::Join(JoinKey {
+                side: Side::Label,
+                key: u64::MAX,
+            }),
+            StateKey::Join(JoinKey {
+                side: Side::Prediction,
+                key: 7,
+            }),
+        ];
+        for key in keys {
+            let record = key.record_key("team/a", 12);
+            assert_eq!(
+                StateKey::parse(&record).unwrap(),
+                ("team/a".to_owned(), 12, key)
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_keys_are_refused() {
+        for bad in [
+            "",
+            "g",
+            "g/x/e",
+            "g/1/q",
+            "g/1/m/only",
+            "g/1/j/z0000000000000001",
+            "g/1/e/x",
+        ] {
+            assert!(
+                matches!(StateKey::parse(bad), Err(StateError::BadKey(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_format_version_is_refused_with_a_clear_message() {
+        let mut bytes = encode(&(1_u32, "x".to_owned()));
+        assert_eq!(
+            decode::<(u32, String)>(&bytes).unwrap(),
+            (1, "x".to_owned())
+        );
+        bytes[2] = 9;
+        let error = decode::<(u32, String)>(&bytes).unwrap_err();
+        assert_eq!(
+            error,
+            StateError::UnsupportedVersion {
+                found: 9,
+                supported: STATE_FORMAT_VERSION
+            }
+        );
+        assert!(error.to_string().contains("new kafka.group_id"), "{error}");
+        assert_eq!(decode::<u32>(b"{\"json\":1}"), Err(StateError::NotState));
+        let truncated = &encode(&(1_u32, "a long enough string".to_owned()))[..8];
+        assert!(matches!(
+            decode::<(u32, String)>(truncated),
+            Err(StateError::Corrupt(_))
+        ));
+    }
+}
