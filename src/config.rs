@@ -89,10 +89,6 @@ pub const RESERVED_KAFKA_PROPERTIES: &[(&str, &str)] = &[
     ),
 ];
 
-/// The problem reported for `delivery.mode = "exactly_once"` until transactions land.
-const EXACTLY_ONCE_UNSUPPORTED: &str =
-    "delivery.mode: exactly_once is not supported yet; use at_least_once (ids are deterministic, so consumers can de-duplicate)";
-
 /// The whole service configuration. Every section has defaults: an empty file is valid and
 /// runs against a broker on `127.0.0.1:9092` with the topic names of DESIGN §1.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -299,7 +295,7 @@ pub struct FormatSettings {
     /// Encoding of `topics.labels`.
     #[serde(default = "default_input_format")]
     pub labels: InputFormat,
-    /// Encoding of alerts, retrain requests and state snapshots.
+    /// Encoding of alerts and retrain requests (state records have their own binary format).
     #[serde(default = "default_output_format")]
     pub outputs: OutputFormat,
     /// Largest input message decoded, in bytes; larger ones go to the DLQ.
@@ -340,8 +336,9 @@ pub enum DeliveryMode {
     /// Outputs are produced, then offsets committed: a crash may repeat outputs (with the
     /// same deterministic ids), never lose them. Works with any broker.
     AtLeastOnce,
-    /// Outputs, state and offsets commit in one Kafka transaction. Accepted by the parser but
-    /// not supported yet: [`Config::validate`] reports it.
+    /// Outputs, state snapshots and offsets commit in one Kafka transaction per commit
+    /// interval: after a crash or a rebalance, downstream `read_committed` consumers see
+    /// every output exactly once. Needs a broker with transactions (Kafka >= 2.5).
     ExactlyOnce,
 }
 
@@ -358,13 +355,25 @@ pub struct DeliverySettings {
     /// Most records processed between two commit points.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// Broker-side timeout of one transaction (exactly-once only).
+    /// Broker-side timeout of one transaction (exactly-once only). An instance that dies
+    /// mid-transaction and is not restarted holds back `read_committed` readers of the output
+    /// and state topics until this expires; a restarted one aborts it at once.
     #[serde(default = "default_transaction_timeout_ms")]
     pub transaction_timeout_ms: u64,
+    /// Transactional id of this instance (exactly-once only): unique per instance and stable
+    /// across its restarts (a StatefulSet pod name, say), so a restarted instance fences its
+    /// previous incarnation and aborts what it left open. Default:
+    /// `driftwatch-{kafka.group_id}-{hostname}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional_id: Option<String>,
+    /// Longest time a partition's state restore (reading `topics.state` to its end) may take
+    /// before the service gives up with an error.
+    #[serde(default = "default_restore_timeout_ms")]
+    pub restore_timeout_ms: u64,
 }
 
 fn default_delivery_mode() -> DeliveryMode {
-    DeliveryMode::AtLeastOnce
+    DeliveryMode::ExactlyOnce
 }
 fn default_commit_interval_ms() -> u64 {
     500
@@ -373,7 +382,12 @@ fn default_max_batch() -> usize {
     1000
 }
 fn default_transaction_timeout_ms() -> u64 {
-    60_000
+    // Kafka Streams' exactly-once default: short, so a dead instance's open transaction
+    // stops blocking read_committed consumers soon.
+    10_000
+}
+fn default_restore_timeout_ms() -> u64 {
+    300_000
 }
 
 impl Default for DeliverySettings {
@@ -383,6 +397,8 @@ impl Default for DeliverySettings {
             commit_interval_ms: default_commit_interval_ms(),
             max_batch: default_max_batch(),
             transaction_timeout_ms: default_transaction_timeout_ms(),
+            transactional_id: None,
+            restore_timeout_ms: default_restore_timeout_ms(),
         }
     }
 }
@@ -609,8 +625,14 @@ impl Config {
 
     fn validate_delivery(&self, problems: &mut Vec<String>) {
         let d = &self.delivery;
-        if d.mode == DeliveryMode::ExactlyOnce {
-            problems.push(EXACTLY_ONCE_UNSUPPORTED.to_owned());
+        if d.transactional_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            problems.push("delivery.transactional_id: must not be empty".to_owned());
+        }
+        if d.restore_timeout_ms == 0 {
+            problems.push("delivery.restore_timeout_ms: must be >= 1".to_owned());
         }
         if d.commit_interval_ms == 0 {
             problems.push("delivery.commit_interval_ms: must be >= 1".to_owned());
@@ -1131,7 +1153,7 @@ mod tests {
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
         assert_eq!(config.topics.state, "driftwatch.state");
         assert_eq!(config.http.listen.to_string(), "127.0.0.1:9464");
-        assert_eq!(config.delivery.mode, DeliveryMode::AtLeastOnce);
+        assert_eq!(config.delivery.mode, DeliveryMode::ExactlyOnce);
     }
 
     #[test]
@@ -1207,7 +1229,7 @@ extra = { "enable.auto.commit" = "true", "security.protocol" = "ssl" }
 alerts = "inference.predictions"
 dlq = ""
 [delivery]
-mode = "exactly_once"
+transactional_id = " "
 [monitor.windows]
 pane_ms = 0
 "#;
@@ -1223,10 +1245,7 @@ pane_ms = 0
             &problems,
             "bootstrap.servers, metadata.broker.list, group.id",
         );
-        assert_reported(
-            &problems,
-            "delivery.mode: exactly_once is not supported yet",
-        );
+        assert_reported(&problems, "delivery.transactional_id: must not be empty");
         assert_eq!(problems.len(), 5, "{problems:#?}");
         // Display: one problem per line.
         let error = parse(text).unwrap_err();
@@ -1365,7 +1384,7 @@ max_feature_series = 0
                 ("DRIFTWATCH_MONITOR__MODELS__ID", "m"),
                 ("DRIFTWATCH_KAFKA__BROKERS__HOST", "x"),
                 ("DRIFTWATCH_HTTP____ENABLED", "true"),
-                ("DRIFTWATCH_DELIVERY__MODE", "exactly_once"),
+                ("DRIFTWATCH_DELIVERY__RESTORE_TIMEOUT_MS", "0"),
                 ("DRIFTWATCH_TOPICS__DLQ", "x"),
                 ("driftwatch_topics__dlq", "y"),
             ]),
@@ -1395,10 +1414,7 @@ max_feature_series = 0
             "topics.dlq: set by several variables: DRIFTWATCH_TOPICS__DLQ, driftwatch_topics__dlq",
         );
         // Overrides that fit are applied and then validated like the file.
-        assert_reported(
-            &problems,
-            "delivery.mode: exactly_once is not supported yet",
-        );
+        assert_reported(&problems, "delivery.restore_timeout_ms: must be >= 1");
         assert_eq!(problems.len(), 8, "{problems:#?}");
     }
 

@@ -320,6 +320,8 @@ pub fn run(options: &DemoOptions) -> anyhow::Result<DemoSummary> {
         (&config.topics.alerts, 1),
         (&config.topics.retrain, 1),
         (&config.topics.dlq, 1),
+        // The mock cluster has no Admin API: the service cannot create its state topic.
+        (&config.topics.state, 4),
     ] {
         cluster
             .create_topic(topic, partitions, 1)

@@ -44,6 +44,16 @@ pub struct Metrics {
     pub label_join: IntCounterVec,
     /// `driftwatch_label_join_waiting`: predictions and labels waiting for their match.
     pub label_join_waiting: IntGauge,
+    /// `driftwatch_transactions_total{outcome}`: Kafka transactions committed or aborted
+    /// (exactly-once mode).
+    pub transactions: IntCounterVec,
+    /// `driftwatch_state_restore_seconds`: time to restore the state of newly assigned
+    /// partitions from the state topic.
+    pub state_restore_seconds: Histogram,
+    /// `driftwatch_state_records_total`: state changelog records written.
+    pub state_records: IntCounter,
+    /// `driftwatch_state_bytes_total`: bytes of state changelog records written.
+    pub state_bytes: IntCounter,
     per_feature_gauges: bool,
     max_feature_series: usize,
     score_series: Mutex<HashSet<(String, String, String, String)>>,
@@ -134,6 +144,34 @@ impl Metrics {
             "driftwatch_label_join_waiting",
             "Predictions and labels waiting for their match.",
         )?;
+        let transactions = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_transactions_total",
+                "Kafka transactions by outcome: committed, aborted.",
+            ),
+            &["outcome"],
+        )?;
+        let state_restore_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "driftwatch_state_restore_seconds",
+                "Time to restore the state of newly assigned partitions from the state topic.",
+            )
+            .buckets(vec![
+                0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            ]),
+        )?;
+        let state_records = IntCounter::new(
+            "driftwatch_state_records_total",
+            "State changelog records written.",
+        )?;
+        let state_bytes = IntCounter::new(
+            "driftwatch_state_bytes_total",
+            "Bytes of state changelog records written.",
+        )?;
+        registry.register(Box::new(transactions.clone()))?;
+        registry.register(Box::new(state_restore_seconds.clone()))?;
+        registry.register(Box::new(state_records.clone()))?;
+        registry.register(Box::new(state_bytes.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(drift_score.clone()))?;
         registry.register(Box::new(alerts.clone()))?;
@@ -162,6 +200,10 @@ impl Metrics {
             model_quality,
             label_join,
             label_join_waiting,
+            transactions,
+            state_restore_seconds,
+            state_records,
+            state_bytes,
             per_feature_gauges,
             max_feature_series,
             score_series: Mutex::new(HashSet::new()),

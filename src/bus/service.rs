@@ -1,21 +1,28 @@
-//! The service loop: consume → decode → engine → publish → commit (at-least-once).
+//! The service loop: consume → decode → engine → publish → commit.
 //!
-//! Delivery: outputs (alerts, retrain requests, dead letters) are produced with an idempotent
-//! producer; consumed offsets are committed only once every output produced so far has been
-//! acknowledged by the broker (a flush precedes each commit). A crash therefore repeats
-//! outputs (with the same deterministic ids) but never loses one. Exactly-once transactions
-//! come with the state changelog (a later issue).
+//! Delivery, exactly-once (the default; DESIGN §6): per commit interval (or `max_batch`
+//! records), one Kafka transaction holds the outputs (alerts, retrain requests, dead letters),
+//! the state records of what changed (`topics.state`, see [`super::changelog`]) and the
+//! consumed offsets (`send_offsets_to_transaction` with the group's metadata, so a zombie
+//! from an older group generation is fenced). Errors follow librdkafka's transaction
+//! contract: retriable → retry the call; abortable → abort, then *rewind* (engines restored
+//! from the changelog, consumer positions reset to the committed offsets), so the aborted work
+//! is redone from the same inputs and state; fatal (fenced, ...) → stop with an error, nothing
+//! half-committed. Downstream consumers read with `isolation.level=read_committed`.
+//!
+//! Delivery, at-least-once (`delivery.mode = "at_least_once"`, for brokers without
+//! transactions): outputs and state records are produced with an idempotent producer, and the
+//! consumed offsets are committed only once everything produced so far is acknowledged. A
+//! crash repeats outputs (with the same deterministic ids) but never loses one.
 //!
 //! Rebalances: the range assignor gives partition p of the predictions topic and partition p
 //! of the labels topic to the same member (when both topics have the same partition count),
 //! which the label join needs: labels are joined by the engine of their partition number. On
-//! revocation (inside librdkafka's callback, which runs on this loop's thread while it is
-//! between messages) the producer is flushed and the revoked partitions' offsets committed
-//! before they are handed over. Revoked engines are parked, not dropped: the range assignor
-//! revokes everything at each rebalance, and a partition that comes back to this member in
-//! the next assignment (nobody else consumed it in between) resumes with its windows. Engines
-//! of partitions that went elsewhere are dropped and their new owner re-warms (state hand-off
-//! through the changelog is a later issue).
+//! revocation (inside librdkafka's callback, on this loop's thread, between messages) the open
+//! transaction is aborted (exactly-once) or the producer flushed (at-least-once), and the
+//! revoked engines are dropped: their state as of the last commit is in the changelog, with
+//! the offsets it matches. On assignment, the engines of the assigned partitions are restored
+//! from the changelog before their first record is processed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -32,7 +39,7 @@ use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
 use crate::codec::{self, DecodeError, Decoder, EventKind, Format};
-use crate::config::{Config, InputFormat, OutputFormat};
+use crate::config::{Config, DeliveryMode, InputFormat, OutputFormat};
 use crate::monitor::engine::{Disposition, Engine};
 use crate::monitor::model::{ManualOutcome, ModelStatus, SourcePosition};
 use crate::monitor::output::{Output, RetrainRequest};
@@ -40,6 +47,7 @@ use crate::telemetry::Metrics;
 use prometheus::IntCounter;
 
 use super::align::{Aligner, Flow};
+use super::changelog::{self, state_partition};
 use super::settings::{consumer_settings, producer_settings};
 
 /// State shared between the loop, the HTTP server and the demo.
@@ -150,6 +158,9 @@ pub enum ServiceError {
     /// The monitor settings were refused.
     #[error("invalid monitor settings: {0}")]
     Settings(String),
+    /// The state topic could not be created or read.
+    #[error("state changelog: {0}")]
+    Changelog(String),
 }
 
 /// Wall-clock milliseconds since the Unix epoch.
@@ -177,6 +188,16 @@ impl ProducerContext for DeliveryContext {
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
         self.tracker.in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Err((error, message)) = result {
+            // Records of an aborted transaction are purged from the queues: expected, and
+            // reprocessed after the rewind.
+            if matches!(
+                error,
+                KafkaError::MessageProduction(
+                    RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight
+                )
+            ) {
+                return;
+            }
             let text = format!("{} (topic {})", error, message.topic());
             error!(message = "Output delivery failed.", error = %text);
             if let Ok(mut failure) = self.tracker.failure.lock() {
@@ -208,6 +229,8 @@ struct BusContext {
     tracker: Arc<DeliveryTracker>,
     pending: Arc<Mutex<Pending>>,
     shared: Arc<Shared>,
+    /// Exactly-once mode: whether a transaction is open (shared with the loop).
+    transaction: Option<Arc<AtomicBool>>,
 }
 
 impl ClientContext for BusContext {
@@ -233,30 +256,35 @@ impl ClientContext for BusContext {
 }
 
 impl ConsumerContext for BusContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         let Rebalance::Revoke(revoked) = rebalance else {
             return;
         };
-        // Hand over cleanly: everything produced for these partitions must be acknowledged
-        // before their offsets are committed for the next owner.
-        let delivered = flush(&self.producer, &self.tracker).is_ok();
-        let mut commit = TopicPartitionList::new();
-        if delivered {
-            if let Ok(positions) = consumer.position() {
-                for element in positions.elements() {
-                    let revoked_here = revoked.elements().iter().any(|r| {
-                        r.topic() == element.topic() && r.partition() == element.partition()
-                    });
-                    if let (true, Offset::Offset(offset)) = (revoked_here, element.offset()) {
-                        let _ = commit.add_partition_offset(
-                            element.topic(),
-                            element.partition(),
-                            Offset::Offset(offset),
-                        );
+        // The work since the last commit is not handed over: the next owner (maybe this
+        // instance again) restores the state of the last commit and resumes from its offsets.
+        // So that work must not become visible either: abort it (exactly-once), or at least
+        // deliver what was produced (at-least-once: outputs may repeat, never get lost).
+        let handed_over = match &self.transaction {
+            Some(open) if open.swap(false, Ordering::AcqRel) => {
+                match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
+                    Ok(()) => {
+                        self.shared
+                            .metrics
+                            .transactions
+                            .with_label_values(&["aborted"])
+                            .inc();
+                        true
+                    }
+                    Err(error) => {
+                        // The next transactional call reports it again and decides.
+                        warn!(message = "Aborting the open transaction on revocation failed.", %error);
+                        false
                     }
                 }
             }
-        }
+            Some(_) => true,
+            None => flush(&self.producer, &self.tracker).is_ok(),
+        };
         if let Ok(mut pending) = self.pending.lock() {
             for element in revoked.elements() {
                 pending
@@ -265,15 +293,10 @@ impl ConsumerContext for BusContext {
                 pending.any.store(true, Ordering::Release);
             }
         }
-        if commit.count() > 0 {
-            if let Err(error) = consumer.commit(&commit, CommitMode::Sync) {
-                warn!(message = "Commit on revocation failed; the next owner re-reads.", %error);
-            }
-        }
         info!(
             message = "Partitions revoked.",
             partitions = revoked.count(),
-            delivered
+            handed_over
         );
     }
 
@@ -343,6 +366,31 @@ fn cached_watermarks(
     (error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0)
         .then_some((low.max(0), high))
 }
+
+/// Runs a transactional call again while librdkafka says the error is retriable.
+fn retrying(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(error))
+                if error.is_retriable() && Instant::now() < deadline =>
+            {
+                warn!(message = "Retriable transaction error; retrying.", %error);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether a transactional error leaves the producer unusable (fenced, ...). Any other
+/// failure is handled by aborting: if even the abort fails, that is fatal.
+fn is_fatal(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::Transaction(error) if error.is_fatal())
+}
+
+/// Timeout of one transactional call (commit, abort, offsets).
+const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Waits until every produced output is acknowledged.
 fn flush(producer: &OutputProducer, tracker: &DeliveryTracker) -> Result<(), ServiceError> {
@@ -415,8 +463,11 @@ struct Loop<'a> {
     predictions: Decoder,
     labels: Decoder,
     engines: HashMap<i32, Engine>,
-    /// Engines of revoked partitions, until the next assignment says whether they come back.
-    parked: HashMap<i32, Engine>,
+    /// Exactly-once mode: whether a transaction is open (shared with the rebalance callback,
+    /// which aborts it).
+    transaction: Option<Arc<AtomicBool>>,
+    /// Partition count of the state topic.
+    state_partitions: i32,
     /// Keeps each predictions partition within reach of its labels in event time.
     aligner: Aligner,
     /// `driftwatch_events_total` children resolved once: [predictions, labels] × outcome,
@@ -455,6 +506,19 @@ pub fn run(
             })
             .map_err(ServiceError::Setup)?,
     );
+    let exactly_once = config.delivery.mode == DeliveryMode::ExactlyOnce;
+    if exactly_once {
+        // Fences this transactional id's previous incarnation and aborts what it left open.
+        producer
+            .init_transactions(TRANSACTION_TIMEOUT)
+            .map_err(ServiceError::Fatal)?;
+        info!(
+            message = "Transactions initialised.",
+            transactional_id = %super::settings::transactional_id(config)
+        );
+    }
+    let transaction = exactly_once.then(|| Arc::new(AtomicBool::new(false)));
+    let state_partitions = changelog::ensure_state_topic(config)?;
     let pending = Arc::new(Mutex::new(Pending::default()));
     let revocations = pending.lock().map(|p| p.any.clone()).unwrap_or_default();
     let mut consumer_config = ClientConfig::new();
@@ -468,6 +532,7 @@ pub fn run(
             tracker: tracker.clone(),
             pending: pending.clone(),
             shared: shared.clone(),
+            transaction: transaction.clone(),
         })
         .map_err(ServiceError::Setup)?;
     consumer
@@ -495,7 +560,8 @@ pub fn run(
         predictions: decoder(config, config.formats.predictions, EventKind::Prediction),
         labels: decoder(config, config.formats.labels, EventKind::Label),
         engines: HashMap::new(),
-        parked: HashMap::new(),
+        transaction,
+        state_partitions,
         // Labels up to half the lateness bound behind are still on time: past that, the
         // predictions wait. A quiet labels topic stalls nobody for more than 2 s.
         aligner: Aligner::new(
@@ -565,7 +631,7 @@ impl Loop<'_> {
                     true
                 }
             };
-            self.drop_revoked_engines(consumer);
+            self.apply_rebalance(consumer)?;
             if self.shared.commands_waiting.load(Ordering::Acquire) {
                 self.handle_commands()?;
             }
@@ -582,7 +648,9 @@ impl Loop<'_> {
                     self.apply_flow(consumer, partition, flow);
                 }
             }
-            if since_commit > 0 && (since_commit >= max_batch || last_commit.elapsed() >= interval)
+            // Manual requests leave outputs uncommitted without consuming anything.
+            if (since_commit > 0 || self.uncommitted)
+                && (since_commit >= max_batch || last_commit.elapsed() >= interval)
             {
                 self.commit(consumer)?;
                 last_commit = Instant::now();
@@ -601,6 +669,11 @@ impl Loop<'_> {
         consumer: &BaseConsumer<BusContext>,
         message: &BorrowedMessage<'_>,
     ) -> Result<(), ServiceError> {
+        // A message of a newly assigned partition may come out of the very poll that ran the
+        // rebalance callback: restore before processing it.
+        if self.revocations.load(Ordering::Acquire) {
+            self.apply_rebalance(consumer)?;
+        }
         let topic = message.topic();
         let partition = message.partition();
         let offset = message.offset();
@@ -689,17 +762,40 @@ impl Loop<'_> {
         Ok(())
     }
 
+    /// Opens a transaction unless one is open (exactly-once mode).
+    fn begin_transaction(&self) -> Result<(), ServiceError> {
+        let Some(open) = &self.transaction else {
+            return Ok(());
+        };
+        if open.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.producer
+            .begin_transaction()
+            .map_err(ServiceError::Fatal)?;
+        open.store(true, Ordering::Release);
+        Ok(())
+    }
+
     fn send(
         &self,
         topic: &str,
         key: &[u8],
-        payload: &[u8],
+        payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
+        partition: Option<i32>,
     ) -> Result<(), ServiceError> {
+        self.begin_transaction()?;
         self.tracker.in_flight.fetch_add(1, Ordering::AcqRel);
-        let mut record = BaseRecord::to(topic).key(key).payload(payload);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key);
+        if let Some(payload) = payload {
+            record = record.payload(payload);
+        }
         if let Some(headers) = headers {
             record = record.headers(headers);
+        }
+        if let Some(partition) = partition {
+            record = record.partition(partition);
         }
         loop {
             match self.producer.send(record) {
@@ -752,7 +848,7 @@ impl Loop<'_> {
                 )
             }
         };
-        self.send(topic, key.as_bytes(), &payload, None)?;
+        self.send(topic, key.as_bytes(), Some(&payload), None, None)?;
         self.summary.outputs += 1;
         self.observer.on_output(&output);
         Ok(())
@@ -814,8 +910,9 @@ impl Loop<'_> {
         self.send(
             &topic,
             message.key().unwrap_or(&[]),
-            message.payload().unwrap_or(&[]),
+            Some(message.payload().unwrap_or(&[])),
             Some(headers),
+            None,
         )?;
         let metrics = &self.shared.metrics;
         metrics.dlq.with_label_values(&[reason]).inc();
@@ -826,13 +923,50 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// Flushes outputs, then commits the consumer's positions: every message before them has
-    /// been handled and its outputs acknowledged.
+    /// Produces the state records of every engine's changes since the last commit.
+    fn write_state(&mut self) -> Result<(), ServiceError> {
+        let mut partitions: Vec<i32> = self.engines.keys().copied().collect();
+        partitions.sort_unstable();
+        let group = self.config.kafka.group_id.clone();
+        let topic = self.config.topics.state.clone();
+        let metrics = self.shared.metrics.state_records.clone();
+        let bytes = self.shared.metrics.state_bytes.clone();
+        for partition in partitions {
+            let Some(engine) = self.engines.get_mut(&partition) else {
+                continue;
+            };
+            let changes = engine.take_state_changes();
+            let target = state_partition(partition, self.state_partitions);
+            for change in changes {
+                let key = change.key.record_key(&group, partition);
+                bytes.inc_by(change.value.as_ref().map_or(0, Vec::len) as u64);
+                metrics.inc();
+                self.send(
+                    &topic,
+                    key.as_bytes(),
+                    change.value.as_deref(),
+                    None,
+                    Some(target),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits what was handled since the last commit: its outputs, the state changes and
+    /// the consumer's positions (every message before them has been handled).
     fn commit(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
-        flush(&self.producer, &self.tracker)?;
         if !std::mem::take(&mut self.uncommitted) {
+            if self.transaction.is_none() {
+                flush(&self.producer, &self.tracker)?;
+            }
             return Ok(());
         }
+        self.write_state()?;
+        if self.transaction.is_some() {
+            return self.commit_transaction(consumer);
+        }
+        flush(&self.producer, &self.tracker)?;
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => debug!(message = "Offsets committed."),
             // Nothing new to commit (e.g. only already-committed partitions moved): fine.
@@ -844,6 +978,143 @@ impl Loop<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Sends the positions to the open transaction and commits it; on an abortable error,
+    /// aborts and rewinds.
+    fn commit_transaction(
+        &mut self,
+        consumer: &BaseConsumer<BusContext>,
+    ) -> Result<(), ServiceError> {
+        let Some(open) = self.transaction.clone() else {
+            return Ok(());
+        };
+        if !open.load(Ordering::Acquire) {
+            // Aborted by a revocation meanwhile: that work is redone by the partition's owner.
+            return Ok(());
+        }
+        let mut offsets = TopicPartitionList::new();
+        if let Ok(positions) = consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    offsets
+                        .add_partition_offset(
+                            element.topic(),
+                            element.partition(),
+                            Offset::Offset(offset),
+                        )
+                        .map_err(ServiceError::Fatal)?;
+                }
+            }
+        }
+        let result = (|| {
+            if offsets.count() > 0 {
+                // No group metadata (the member is between generations): this transaction
+                // cannot carry offsets, so it is aborted and redone (not fatal).
+                let metadata = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
+                retrying(|| {
+                    self.producer.send_offsets_to_transaction(
+                        &offsets,
+                        &metadata,
+                        TRANSACTION_TIMEOUT,
+                    )
+                })?;
+            }
+            retrying(|| self.producer.commit_transaction(TRANSACTION_TIMEOUT))
+        })();
+        match result {
+            Ok(()) => {
+                open.store(false, Ordering::Release);
+                self.shared
+                    .metrics
+                    .transactions
+                    .with_label_values(&["committed"])
+                    .inc();
+                debug!(message = "Transaction committed.");
+                Ok(())
+            }
+            Err(error) if is_fatal(&error) => {
+                error!(message = "Fatal transaction error: stopping (nothing uncommitted is visible).", %error);
+                open.store(false, Ordering::Release);
+                Err(ServiceError::Fatal(error))
+            }
+            Err(error) => {
+                warn!(message = "Transaction failed; aborting and redoing its work.", %error);
+                self.rewind(consumer)
+            }
+        }
+    }
+
+    /// Aborts the open transaction and returns to the last commit: engines restored from the
+    /// changelog, positions reset to the committed offsets. The same inputs then give the same
+    /// outputs (deterministic ids), committed once.
+    fn rewind(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
+        if let Some(open) = &self.transaction {
+            if let Err(error) = retrying(|| self.producer.abort_transaction(TRANSACTION_TIMEOUT)) {
+                return Err(ServiceError::Fatal(error));
+            }
+            open.store(false, Ordering::Release);
+            self.shared
+                .metrics
+                .transactions
+                .with_label_values(&["aborted"])
+                .inc();
+        }
+        for partition in self.aligner.reset() {
+            self.apply_flow(consumer, partition, Flow::Resume);
+        }
+        let assignment = consumer.assignment().map_err(ServiceError::Fatal)?;
+        let partitions = self.input_partitions(&assignment);
+        self.engines = self.restore(&partitions)?;
+        let committed = consumer
+            .committed(TRANSACTION_TIMEOUT)
+            .map_err(ServiceError::Fatal)?;
+        for element in committed.elements() {
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                // Nothing committed yet: auto.offset.reset = earliest.
+                _ => Offset::Beginning,
+            };
+            if let Err(error) = consumer.seek(
+                element.topic(),
+                element.partition(),
+                offset,
+                TRANSACTION_TIMEOUT,
+            ) {
+                return Err(ServiceError::Fatal(error));
+            }
+        }
+        self.uncommitted = false;
+        info!(message = "Rewound to the last commit.", partitions = ?partitions);
+        Ok(())
+    }
+
+    /// Partition numbers of the input topics in `list` (predictions and labels partitions
+    /// share numbers and engines).
+    fn input_partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
+        let mut partitions: Vec<i32> = list
+            .elements()
+            .iter()
+            .filter(|e| {
+                e.topic() == self.config.topics.predictions
+                    || e.topic() == self.config.topics.labels
+            })
+            .map(|e| e.partition())
+            .collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        partitions
+    }
+
+    /// Engines of `partitions` from the changelog, timed.
+    fn restore(&self, partitions: &[i32]) -> Result<HashMap<i32, Engine>, ServiceError> {
+        let started = Instant::now();
+        let engines = changelog::restore_engines(self.config, self.state_partitions, partitions)?;
+        self.shared
+            .metrics
+            .state_restore_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(engines)
     }
 
     /// Carries out manual retrain requests: the engine that saw the model most recently
@@ -877,6 +1148,9 @@ impl Loop<'_> {
                     (reply, engine.drain_outputs())
                 }
             };
+            if !outputs.is_empty() {
+                self.uncommitted = true;
+            }
             for output in outputs {
                 self.publish(output)?;
             }
@@ -911,9 +1185,10 @@ impl Loop<'_> {
         }
     }
 
-    fn drop_revoked_engines(&mut self, consumer: &BaseConsumer<BusContext>) {
+    /// Drops the engines of revoked partitions and restores those of assigned ones.
+    fn apply_rebalance(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
         if !self.revocations.swap(false, Ordering::AcqRel) {
-            return;
+            return Ok(());
         }
         // librdkafka keeps partitions paused across a rebalance: resume what alignment paused.
         for partition in self.aligner.reset() {
@@ -924,29 +1199,31 @@ impl Loop<'_> {
                 std::mem::take(&mut pending.revoked),
                 pending.assigned.take(),
             ),
-            Err(_) => return,
+            Err(_) => return Ok(()),
         };
-        for (topic, partition) in revoked {
-            if topic == self.config.topics.predictions {
-                if let Some(engine) = self.engines.remove(&partition) {
-                    self.parked.insert(partition, engine);
-                }
+        if !revoked.is_empty() {
+            // The callback aborted (or flushed) the work since the last commit; the changelog
+            // holds the state that goes with the committed offsets.
+            for (_, partition) in &revoked {
+                self.engines.remove(partition);
             }
+            self.uncommitted = false;
         }
-        let Some(assigned) = assigned else { return };
-        for (partition, engine) in std::mem::take(&mut self.parked) {
-            let back = assigned
-                .iter()
-                .any(|(topic, p)| *p == partition && *topic == self.config.topics.predictions);
-            if back {
-                self.engines.insert(partition, engine);
-            } else {
-                info!(
-                    message = "Dropped the state of a revoked partition; its new owner re-warms.",
-                    partition
-                );
-            }
+        let Some(assigned) = assigned else {
+            return Ok(());
+        };
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in &assigned {
+            list.add_partition(topic, *partition);
         }
+        let partitions: Vec<i32> = self
+            .input_partitions(&list)
+            .into_iter()
+            .filter(|p| !self.engines.contains_key(p))
+            .collect();
+        let restored = self.restore(&partitions)?;
+        self.engines.extend(restored);
+        Ok(())
     }
 
     /// Adds what the engines' label joins counted since the last export. Engines of revoked

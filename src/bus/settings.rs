@@ -4,7 +4,9 @@
 //! isolation); users add the rest (security, tuning) through `kafka.extra`, which config
 //! validation already stops from overriding the owned keys.
 
-use crate::config::Config;
+use crate::config::{Config, DeliveryMode};
+
+use super::changelog::MAX_STATE_RECORD_BYTES;
 
 /// Settings of the input consumer.
 pub fn consumer_settings(config: &Config) -> Vec<(String, String)> {
@@ -55,17 +57,44 @@ pub fn producer_settings(config: &Config) -> Vec<(String, String)> {
         ("acks", "all".to_owned()),
         ("linger.ms", "5".to_owned()),
         ("compression.type", "lz4".to_owned()),
-        // Dead letters carry the original message, which may be as large as the input limit.
+        // Dead letters carry the original message, which may be as large as the input limit;
+        // state records hold a model version's whole state.
         (
             "message.max.bytes",
-            (config.formats.max_message_bytes.max(1 << 20) + 64 * 1024).to_string(),
+            (config.formats.max_message_bytes.max(MAX_STATE_RECORD_BYTES) + 64 * 1024).to_string(),
         ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect::<Vec<_>>();
+    if config.delivery.mode == DeliveryMode::ExactlyOnce {
+        settings.push(("transactional.id".to_owned(), transactional_id(config)));
+        settings.push((
+            "transaction.timeout.ms".to_owned(),
+            config.delivery.transaction_timeout_ms.to_string(),
+        ));
+    }
     append_extra(config, &mut settings);
     settings
+}
+
+/// This instance's transactional id: configured, or `driftwatch-{group}-{hostname}` (stable
+/// across restarts of one host or pod, distinct between them).
+pub fn transactional_id(config: &Config) -> String {
+    if let Some(id) = &config.delivery.transactional_id {
+        return id.clone();
+    }
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("driftwatch-{}-{host}", config.kafka.group_id)
 }
 
 fn append_extra(config: &Config, settings: &mut Vec<(String, String)>) {
@@ -111,11 +140,25 @@ mod tests {
             (&producer, "security.protocol", Some("SASL_SSL")),
             (&producer, "linger.ms", Some("20")),
             (&producer, "group.id", None),
+            (&producer, "transaction.timeout.ms", Some("10000")),
         ];
         for (settings, key, expected) in cases {
             assert_eq!(lookup(settings, key), *expected, "{key}");
         }
         // A user tuning key replaces ours instead of being listed twice.
         assert_eq!(producer.iter().filter(|(k, _)| k == "linger.ms").count(), 1);
+        // Exactly-once by default, with a per-host transactional id.
+        let id = lookup(&producer, "transactional.id").unwrap();
+        assert!(id.starts_with("driftwatch-driftwatch-"), "{id}");
+        config.delivery.transactional_id = Some("dw-0".into());
+        assert_eq!(
+            lookup(&producer_settings(&config), "transactional.id"),
+            Some("dw-0")
+        );
+        config.delivery.mode = DeliveryMode::AtLeastOnce;
+        assert_eq!(
+            lookup(&producer_settings(&config), "transactional.id"),
+            None
+        );
     }
 }

@@ -115,11 +115,16 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Starts the service loop on a thread.
+    /// Starts the service loop on a thread, with a transactional id of its own (instances
+    /// of one test share a host name, from which the default is derived).
     pub fn start(config: &Config) -> Self {
         let shared = Arc::new(Shared::new(Metrics::new(true, 1_000).unwrap()));
         let thread = {
-            let (config, shared) = (config.clone(), shared.clone());
+            let (mut config, shared) = (config.clone(), shared.clone());
+            config
+                .delivery
+                .transactional_id
+                .get_or_insert_with(|| unique("instance"));
             std::thread::spawn(move || service::run(&config, shared, &mut NoObserver))
         };
         Self { shared, thread }
