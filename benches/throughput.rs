@@ -24,7 +24,9 @@
 //! median reported; default 1; (a) runs 3 times per round anyway), `--no-json` (skip the in-process JSON rows), `--keep-topics`,
 //! `--seed S`, `--only-inprocess` (just (c), no broker), `--only-service` (just (b), e.g. under
 //! `perf record`), `--consumer-set key=value` (a librdkafka consumer setting added through
-//! `kafka.extra` to both (a) and (b), for experiments; repeatable). The broker is
+//! `kafka.extra` to both (a) and (b), for experiments; repeatable), `--delivery
+//! exactly_once|at_least_once` (default exactly_once), `--no-join` (predictions do not wait
+//! for labels in the label join, nor in the state changelog). The broker is
 //! `DRIFTWATCH_KAFKA_BOOTSTRAP`, or the project's broker started by `scripts/kafka.sh start`
 //! (left running, as the tests do).
 
@@ -41,7 +43,7 @@ use driftwatch::bus::settings::consumer_settings;
 use driftwatch::codec::{
     encode_prediction_avro, encode_prediction_json, Decoder, EventKind, Format,
 };
-use driftwatch::config::{Config, InputFormat};
+use driftwatch::config::{Config, DeliveryMode, InputFormat};
 use driftwatch::event::{Event, FeatureValue, Prediction, PredictionEvent};
 use driftwatch::monitor::engine::Engine;
 use driftwatch::monitor::model::SourcePosition;
@@ -91,6 +93,10 @@ struct Options {
     /// Extra librdkafka consumer settings (`--consumer-set key=value`), applied to (a) and (b)
     /// alike through `kafka.extra`, for experiments.
     consumer_extra: Vec<(String, String)>,
+    /// Delivery mode of (b) (`--delivery exactly_once|at_least_once`).
+    delivery: DeliveryMode,
+    /// `--no-join`: predictions do not wait in the label join (no labels expected).
+    no_join: bool,
     /// The arguments as given (for the command line printed with the results).
     args: Vec<String>,
 }
@@ -116,6 +122,8 @@ fn options() -> AnyResult<Options> {
         only_inprocess: false,
         only_service: false,
         consumer_extra: Vec::new(),
+        delivery: DeliveryMode::ExactlyOnce,
+        no_join: false,
         args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -138,6 +146,7 @@ fn options() -> AnyResult<Options> {
                 | "--seed"
                 | "--format"
                 | "--consumer-set"
+                | "--delivery"
         );
         let value = if takes_value {
             let value = inline.or_else(|| args.next());
@@ -168,6 +177,19 @@ fn options() -> AnyResult<Options> {
                     .consumer_extra
                     .push((key.to_owned(), value.to_owned()));
             }
+            "--delivery" => {
+                options.delivery = match value.as_deref() {
+                    Some("exactly_once") => DeliveryMode::ExactlyOnce,
+                    Some("at_least_once") => DeliveryMode::AtLeastOnce,
+                    other => {
+                        return Err(format!(
+                            "--delivery: exactly_once or at_least_once, not {other:?}"
+                        )
+                        .into())
+                    }
+                }
+            }
+            "--no-join" => options.no_join = true,
             "--no-json" => options.json_inprocess = false,
             "--keep-topics" => options.keep_topics = true,
             "--only-inprocess" => options.only_inprocess = true,
@@ -176,7 +198,8 @@ fn options() -> AnyResult<Options> {
                 println!(
                     "cargo bench --bench throughput -- [--events N] [--partitions P] \
                      [--format avro|json] [--models M] [--rounds R] [--seed S] [--no-json] \
-                     [--keep-topics] [--only-inprocess] [--only-service] [--consumer-set key=value]…"
+                     [--keep-topics] [--only-inprocess] [--only-service] [--consumer-set key=value]… \
+                     [--delivery exactly_once|at_least_once] [--no-join]"
                 );
                 std::process::exit(0);
             }
@@ -794,6 +817,8 @@ fn bench_config(options: &Options, bootstrap: &str, topics: &Topics) -> Config {
     config.topics.dlq = topics.dlq.clone();
     config.topics.state = topics.state.clone();
     config.http.enabled = false;
+    config.delivery.mode = options.delivery;
+    config.monitor.performance.join_predictions = !options.no_join;
     for (key, value) in &options.consumer_extra {
         config.kafka.extra.insert(key.clone(), value.clone());
     }

@@ -379,7 +379,10 @@ fn default_commit_interval_ms() -> u64 {
     500
 }
 fn default_max_batch() -> usize {
-    1000
+    // Each commit writes the changed models' state and (exactly-once) costs a few broker
+    // round trips: commits are meant to be paced by commit_interval_ms, this only bounds
+    // the work redone after a crash under very heavy load.
+    50_000
 }
 fn default_transaction_timeout_ms() -> u64 {
     // Kafka Streams' exactly-once default: short, so a dead instance's open transaction

@@ -90,11 +90,16 @@ impl Aligner {
             clocks.since_check = 0;
             return Flow::Keep;
         }
+        // Asked once per CHECK_EVERY lagging predictions. Before the first label, also at
+        // the very first prediction (labels may be waiting: pause at once), but not at every
+        // one: with no labels at all (a model without ground truth) that cost 15x throughput.
         clocks.since_check += 1;
-        if clocks.since_check < CHECK_EVERY && clocks.labels.is_some() {
+        let due = clocks.since_check >= CHECK_EVERY
+            || (clocks.labels.is_none() && clocks.since_check == 1);
+        if !due {
             return Flow::Keep;
         }
-        clocks.since_check = 0;
+        clocks.since_check = u32::from(clocks.labels.is_none());
         if labels_backlog() {
             clocks.paused = Some((Instant::now(), clocks.labels));
             Flow::Pause
