@@ -543,3 +543,67 @@ fn a_zombie_with_the_same_transactional_id_is_fenced() {
     assert!(second.terminate(), "clean exit:\n{}", second.log());
     scenario.check_exactly_once();
 }
+
+/// Restarts the project's broker (same ports, same data) through `scripts/kafka.sh restart`.
+/// `None` when the tests run against a broker the project did not start (given by
+/// `DRIFTWATCH_KAFKA_BOOTSTRAP`): someone else's broker is not ours to restart.
+fn restart_own_broker() -> Option<Duration> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh");
+    let ours = std::process::Command::new("bash")
+        .args([script, "bootstrap"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    if ours.as_deref() != Some(bootstrap().as_str()) {
+        return None;
+    }
+    let started = Instant::now();
+    let output = std::process::Command::new("bash")
+        .args([script, "restart"])
+        .output()
+        .expect("scripts/kafka.sh restart");
+    assert!(
+        output.status.success(),
+        "scripts/kafka.sh restart failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        bootstrap(),
+        "the broker came back on another address"
+    );
+    Some(started.elapsed())
+}
+
+#[test]
+fn a_broker_restart_mid_run_loses_and_repeats_nothing() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scenario = Scenario::new("restart", env_number("DRIFTWATCH_CHAOS_EVENTS", 200_000));
+    let mut instance = scenario.start("solo");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while handled(&instance).is_none_or(|h| h < 20_000) {
+        assert!(
+            instance.child.try_wait().unwrap().is_none(),
+            "the instance exited by itself:\n{}",
+            instance.log()
+        );
+        assert!(Instant::now() < deadline, "no progress:\n{}", instance.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!scenario.finished(), "the input ran out before the restart");
+    let before = handled(&instance).unwrap_or(0);
+    let Some(downtime) = restart_own_broker() else {
+        eprintln!("restart: skipped, the broker at {} is not the project's own", bootstrap());
+        return;
+    };
+    eprintln!("restart: broker restarted in {:.1} s", downtime.as_secs_f64());
+    // The same process, never restarted, finishes the input.
+    scenario.wait_finished(&mut [&mut instance], Duration::from_secs(600));
+    assert!(
+        handled(&instance).unwrap_or(0) > before,
+        "no work after the restart"
+    );
+    assert!(instance.terminate(), "clean exit:\n{}", instance.log());
+    scenario.check_exactly_once();
+}
