@@ -103,6 +103,9 @@ pub struct Config {
     /// Wire formats of inputs and outputs.
     #[serde(default)]
     pub formats: FormatSettings,
+    /// The schema registry that resolves Confluent schema ids (optional).
+    #[serde(default)]
+    pub schema_registry: SchemaRegistrySettings,
     /// Offset commits, batching and the delivery guarantee.
     #[serde(default)]
     pub delivery: DeliverySettings,
@@ -406,6 +409,65 @@ impl Default for DeliverySettings {
     }
 }
 
+/// The schema registry (`[schema_registry]`): with a URL, the schema id in each Confluent-framed
+/// input selects the producer's writer schema, fetched from the registry's Confluent API
+/// (Confluent Schema Registry, Apicurio's `ccompat` API, Redpanda, ...) and resolved against
+/// driftwatch's reader schema, so producers may evolve their schema compatibly.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaRegistrySettings {
+    /// Base URL of the Confluent-compatible API, e.g. `http://registry:8081` or
+    /// `http://apicurio:8080/apis/ccompat/v7`. Unset: no registry (any schema id is taken to
+    /// mean driftwatch's own schema, subject to `formats.confluent_schema_ids`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Basic-auth user (an API key on managed registries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Basic-auth password (an API secret). Redacted in `Debug` output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Timeout of one registry request.
+    #[serde(default = "default_registry_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Longest wait between two attempts while the registry is unreachable. Lookups are
+    /// retried until it answers: a message whose schema cannot be fetched is never
+    /// dead-lettered or skipped, its partition waits.
+    #[serde(default = "default_registry_max_backoff_ms")]
+    pub max_backoff_ms: u64,
+}
+
+fn default_registry_timeout_ms() -> u64 {
+    5_000
+}
+fn default_registry_max_backoff_ms() -> u64 {
+    10_000
+}
+
+impl Default for SchemaRegistrySettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            username: None,
+            password: None,
+            request_timeout_ms: default_registry_timeout_ms(),
+            max_backoff_ms: default_registry_max_backoff_ms(),
+        }
+    }
+}
+
+impl fmt::Debug for SchemaRegistrySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchemaRegistrySettings")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("request_timeout_ms", &self.request_timeout_ms)
+            .field("max_backoff_ms", &self.max_backoff_ms)
+            .finish()
+    }
+}
+
 /// The HTTP endpoint (`[http]`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -511,6 +573,7 @@ impl Config {
         self.validate_kafka(&mut problems);
         self.validate_topics(&mut problems);
         self.validate_formats(&mut problems);
+        self.validate_schema_registry(&mut problems);
         self.validate_delivery(&mut problems);
         self.validate_http(&mut problems);
         self.validate_metrics(&mut problems);
@@ -623,6 +686,44 @@ impl Config {
                     "formats.confluent_schema_ids: only applies to confluent inputs, but neither formats.predictions nor formats.labels is \"confluent\"".to_owned(),
                 );
             }
+        }
+    }
+
+    fn validate_schema_registry(&self, problems: &mut Vec<String>) {
+        let r = &self.schema_registry;
+        let Some(url) = &r.url else {
+            if r.username.is_some() || r.password.is_some() {
+                problems.push(
+                    "schema_registry.username/password: set without schema_registry.url".to_owned(),
+                );
+            }
+            return;
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || url.len() <= "https://".len()
+        {
+            problems.push(format!(
+                "schema_registry.url: must be an http:// or https:// URL, got {url:?}"
+            ));
+        }
+        if self.formats.predictions != InputFormat::Confluent
+            && self.formats.labels != InputFormat::Confluent
+        {
+            problems.push(
+                "schema_registry.url: only applies to confluent inputs, but neither formats.predictions nor formats.labels is \"confluent\"".to_owned(),
+            );
+        }
+        if r.username.is_some() != r.password.is_some() {
+            problems.push(
+                "schema_registry.username/password: set both for basic authentication, or neither"
+                    .to_owned(),
+            );
+        }
+        if r.request_timeout_ms == 0 {
+            problems.push("schema_registry.request_timeout_ms: must be >= 1".to_owned());
+        }
+        if r.max_backoff_ms == 0 {
+            problems.push("schema_registry.max_backoff_ms: must be >= 1".to_owned());
         }
     }
 
@@ -1321,6 +1422,45 @@ max_feature_series = 0
             parse("[formats]\npredictions = \"confluent\"\nconfluent_schema_ids = [1, 7]\n")
                 .unwrap();
         assert_eq!(config.formats.confluent_schema_ids, Some(vec![1, 7]));
+    }
+
+    #[test]
+    fn schema_registry_settings_are_checked() {
+        let found = problems(
+            "[schema_registry]\nurl = \"registry:8081\"\nusername = \"key\"\nrequest_timeout_ms = 0\n",
+            no_env(),
+        );
+        assert_reported(
+            &found,
+            "schema_registry.url: must be an http:// or https:// URL",
+        );
+        assert_reported(
+            &found,
+            "schema_registry.url: only applies to confluent inputs",
+        );
+        assert_reported(&found, "schema_registry.username/password: set both");
+        assert_reported(&found, "schema_registry.request_timeout_ms: must be >= 1");
+        let unused = problems("[schema_registry]\npassword = \"secret\"\n", no_env());
+        assert_reported(&unused, "set without schema_registry.url");
+        assert!(!unused.iter().any(|p| p.contains("secret")), "{unused:?}");
+        let config = parse(
+            "[formats]\npredictions = \"confluent\"\n\
+             [schema_registry]\nurl = \"https://registry.example:8081/\"\n",
+        )
+        .unwrap();
+        assert!(config.validate().is_empty(), "{:?}", config.validate());
+        assert_eq!(config.schema_registry.request_timeout_ms, 5_000);
+        assert!(!format!(
+            "{:?}",
+            Config {
+                schema_registry: SchemaRegistrySettings {
+                    password: Some("hunter2".into()),
+                    ..SchemaRegistrySettings::default()
+                },
+                ..Config::default()
+            }
+        )
+        .contains("hunter2"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod detect;
 pub mod event;
 pub mod http;
 pub mod monitor;
+pub mod registry;
 pub mod replay;
 pub mod report;
 pub mod telemetry;

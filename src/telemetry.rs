@@ -54,6 +54,9 @@ pub struct Metrics {
     pub state_records: IntCounter,
     /// `driftwatch_state_bytes_total`: bytes of state changelog records written.
     pub state_bytes: IntCounter,
+    /// `driftwatch_schema_registry_requests_total{outcome}`: schema lookups sent to the
+    /// schema registry (ok, not_found, error); cached ids are not counted.
+    pub schema_registry_requests: IntCounterVec,
     per_feature_gauges: bool,
     max_feature_series: usize,
     score_series: Mutex<HashSet<(String, String, String, String)>>,
@@ -168,6 +171,17 @@ impl Metrics {
             "driftwatch_state_bytes_total",
             "Bytes of state changelog records written.",
         )?;
+        let schema_registry_requests = IntCounterVec::new(
+            Opts::new(
+                "driftwatch_schema_registry_requests_total",
+                "Schema lookups sent to the schema registry, by outcome: ok, not_found, error.",
+            ),
+            &["outcome"],
+        )?;
+        for outcome in ["ok", "not_found", "error"] {
+            schema_registry_requests.with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(schema_registry_requests.clone()))?;
         registry.register(Box::new(transactions.clone()))?;
         registry.register(Box::new(state_restore_seconds.clone()))?;
         registry.register(Box::new(state_records.clone()))?;
@@ -204,6 +218,7 @@ impl Metrics {
             state_restore_seconds,
             state_records,
             state_bytes,
+            schema_registry_requests,
             per_feature_gauges,
             max_feature_series,
             score_series: Mutex::new(HashSet::new()),

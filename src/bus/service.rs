@@ -43,6 +43,7 @@ use crate::config::{Config, DeliveryMode, InputFormat, OutputFormat};
 use crate::monitor::engine::{Disposition, Engine};
 use crate::monitor::model::{ManualOutcome, ModelStatus, SourcePosition};
 use crate::monitor::output::{Output, RetrainRequest};
+use crate::registry::SchemaRegistry;
 use crate::telemetry::Metrics;
 use prometheus::IntCounter;
 
@@ -462,6 +463,12 @@ struct Loop<'a> {
     pending: Arc<Mutex<Pending>>,
     predictions: Decoder,
     labels: Decoder,
+    /// Resolves Confluent schema ids when `schema_registry.url` is set.
+    registry: Option<SchemaRegistry>,
+    /// A message left unhandled because the service stopped while its schema could not be
+    /// fetched: (topic, partition, offset). Commits take this as the partition's position, so
+    /// the message is read again after the restart.
+    held: Option<(String, i32, i64)>,
     engines: HashMap<i32, Engine>,
     /// Exactly-once mode: whether a transaction is open (shared with the rebalance callback,
     /// which aborts it).
@@ -559,6 +566,11 @@ pub fn run(
         pending,
         predictions: decoder(config, config.formats.predictions, EventKind::Prediction),
         labels: decoder(config, config.formats.labels, EventKind::Label),
+        registry: SchemaRegistry::new(
+            &config.schema_registry,
+            Some(metrics_source.metrics.schema_registry_requests.clone()),
+        ),
+        held: None,
         engines: HashMap::new(),
         transaction,
         state_partitions,
@@ -683,9 +695,40 @@ impl Loop<'_> {
         } else {
             &self.predictions
         };
+        let decoded = match &mut self.registry {
+            // Oversized and badly framed messages need no schema to be rejected.
+            Some(registry)
+                if decoder.format() == Format::Confluent
+                    && payload.len() <= decoder.max_payload_bytes() =>
+            {
+                match codec::split_confluent(payload) {
+                    Ok((id, _)) => {
+                        let shared = &self.shared;
+                        let stop = || {
+                            // Still alive while waiting: /healthz must not fail on an outage
+                            // of the registry.
+                            shared.heartbeat_ms.store(now_ms(), Ordering::Release);
+                            shared.shutdown.load(Ordering::Acquire)
+                        };
+                        match registry.writer(id, decoder.kind(), &stop) {
+                            Some(Ok(writer)) => decoder.decode_confluent_with(payload, &writer),
+                            Some(Err(error)) => Err(error),
+                            None => {
+                                // Stopping while the registry is down: this message is not
+                                // handled; the final commit leaves it to be read again.
+                                self.held = Some((topic.to_owned(), partition, offset));
+                                return Ok(());
+                            }
+                        }
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+            _ => decoder.decode(payload),
+        };
         self.summary.consumed += 1;
         let topic_index = usize::from(topic == self.config.topics.labels);
-        match decoder.decode(payload) {
+        match decoded {
             Ok(event) => {
                 let engine = match self.engines.get_mut(&partition) {
                     Some(engine) => engine,
@@ -967,7 +1010,11 @@ impl Loop<'_> {
             return self.commit_transaction(consumer);
         }
         flush(&self.producer, &self.tracker)?;
-        match consumer.commit_consumer_state(CommitMode::Sync) {
+        let positions = self.positions(consumer)?;
+        if positions.count() == 0 {
+            return Ok(());
+        }
+        match consumer.commit(&positions, CommitMode::Sync) {
             Ok(()) => debug!(message = "Offsets committed."),
             // Nothing new to commit (e.g. only already-committed partitions moved): fine.
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
@@ -978,6 +1025,37 @@ impl Loop<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The offsets to commit: the consumer's position in each partition (every message before
+    /// it has been handled), except for a partition whose message was left unhandled at
+    /// shutdown ([`Loop::held`]), which commits up to that message.
+    fn positions(
+        &self,
+        consumer: &BaseConsumer<BusContext>,
+    ) -> Result<TopicPartitionList, ServiceError> {
+        let mut offsets = TopicPartitionList::new();
+        if let Ok(positions) = consumer.position() {
+            for element in positions.elements() {
+                let held = self.held.as_ref().and_then(|(topic, partition, offset)| {
+                    (topic == element.topic() && *partition == element.partition())
+                        .then_some(*offset)
+                });
+                let offset = match (held, element.offset()) {
+                    (Some(held), _) => held,
+                    (None, Offset::Offset(offset)) => offset,
+                    (None, _) => continue,
+                };
+                offsets
+                    .add_partition_offset(
+                        element.topic(),
+                        element.partition(),
+                        Offset::Offset(offset),
+                    )
+                    .map_err(ServiceError::Fatal)?;
+            }
+        }
+        Ok(offsets)
     }
 
     /// Sends the positions to the open transaction and commits it; on an abortable error,
@@ -993,20 +1071,7 @@ impl Loop<'_> {
             // Aborted by a revocation meanwhile: that work is redone by the partition's owner.
             return Ok(());
         }
-        let mut offsets = TopicPartitionList::new();
-        if let Ok(positions) = consumer.position() {
-            for element in positions.elements() {
-                if let Offset::Offset(offset) = element.offset() {
-                    offsets
-                        .add_partition_offset(
-                            element.topic(),
-                            element.partition(),
-                            Offset::Offset(offset),
-                        )
-                        .map_err(ServiceError::Fatal)?;
-                }
-            }
-        }
+        let offsets = self.positions(consumer)?;
         let result = (|| {
             if offsets.count() > 0 {
                 // No group metadata (the member is between generations): this transaction

@@ -11,6 +11,7 @@
 
 pub mod avro;
 pub mod json;
+pub mod resolve;
 pub mod wire;
 
 use std::fmt;
@@ -162,6 +163,22 @@ pub enum DecodeError {
         /// The id from the header.
         id: u32,
     },
+    /// The schema registry has no schema with the id in the Confluent header.
+    #[error("schema id {id} is not registered in the schema registry ({detail})")]
+    UnregisteredSchemaId {
+        /// The id from the header.
+        id: u32,
+        /// What the registry answered.
+        detail: String,
+    },
+    /// The registered writer schema cannot be read as driftwatch's event schema.
+    #[error("schema id {id}: {detail}")]
+    IncompatibleSchema {
+        /// The id from the header.
+        id: u32,
+        /// Why it cannot be read.
+        detail: String,
+    },
     /// The payload is not one JSON value (syntax error, or nested too deeply).
     #[error("invalid JSON: {message}")]
     InvalidJson {
@@ -226,6 +243,7 @@ impl DecodeError {
         "truncated",
         "bad_magic_byte",
         "unknown_schema_id",
+        "incompatible_schema",
         "invalid_json",
         "missing_field",
         "wrong_type",
@@ -240,7 +258,10 @@ impl DecodeError {
         match self {
             DecodeError::Truncated { .. } => "truncated",
             DecodeError::BadMagicByte { .. } => "bad_magic_byte",
-            DecodeError::UnknownSchemaId { .. } => "unknown_schema_id",
+            DecodeError::UnknownSchemaId { .. } | DecodeError::UnregisteredSchemaId { .. } => {
+                "unknown_schema_id"
+            }
+            DecodeError::IncompatibleSchema { .. } => "incompatible_schema",
             DecodeError::InvalidJson { .. } => "invalid_json",
             DecodeError::MissingField { .. } => "missing_field",
             DecodeError::WrongType { .. } => "wrong_type",
@@ -270,17 +291,16 @@ impl DecodeError {
 /// [`EventKind`] the topic carries, a size limit and, for Confluent framing, the accepted
 /// schema ids.
 ///
-/// Avro payloads must be written with driftwatch's own schemas (`schemas/*.avsc`); resolving a
-/// *different* writer schema (schema-registry evolution) is a later addition that slots in
-/// where [`Decoder::decode`] calls [`avro::decode_event`]: the schema id from the Confluent
-/// header selects the writer schema there.
+/// [`Decoder::decode`] reads Avro written with driftwatch's own schemas (`schemas/*.avsc`).
+/// With a schema registry, [`Decoder::decode_confluent_with`] reads any writer schema our
+/// reader schema can resolve (see [`resolve`]); the caller looks the header's id up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decoder {
     format: Format,
     kind: EventKind,
     max_payload_bytes: usize,
-    /// `None` accepts any id: until the registry lookup exists, any id is taken to mean our
-    /// schema, which is what a producer registering `schemas/*.avsc` gets.
+    /// `None` accepts any id. Without a registry, any id is taken to mean our schema, which
+    /// is what a producer registering `schemas/*.avsc` gets.
     accepted_schema_ids: Option<Vec<u32>>,
 }
 
@@ -352,6 +372,34 @@ impl Decoder {
                 avro::decode_event(body, self.kind).map_err(|e| e.shifted(wire::HEADER_LEN))
             }
         }
+    }
+
+    /// Decodes a Confluent-framed message whose header's schema id the caller resolved (through
+    /// the schema registry) to `writer`: our own schema takes the fast path of
+    /// [`Decoder::decode`], another one is resolved against ours.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`].
+    pub fn decode_confluent_with<'a>(
+        &self,
+        payload: &'a [u8],
+        writer: &resolve::WriterSchema,
+    ) -> Result<Event<'a>, DecodeError> {
+        if payload.len() > self.max_payload_bytes {
+            return Err(DecodeError::Oversized {
+                size: payload.len(),
+                limit: self.max_payload_bytes,
+            });
+        }
+        let (id, body) = split_confluent(payload)?;
+        self.check_schema_id(id)?;
+        match writer {
+            resolve::WriterSchema::Native => avro::decode_event(body, self.kind),
+            resolve::WriterSchema::Resolved(schema) => {
+                resolve::decode_resolved(body, schema, self.kind)
+            }
+        }
+        .map_err(|e| e.shifted(wire::HEADER_LEN))
     }
 
     fn check_schema_id(&self, id: u32) -> Result<(), DecodeError> {
