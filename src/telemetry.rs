@@ -7,10 +7,21 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use prometheus::core::Collector;
 use prometheus::{GaugeVec, TextEncoder};
 use prometheus::{
     Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+
+/// Registers `collector` and records its family names.
+fn register<C: Collector + Clone + 'static>(
+    registry: &Registry,
+    names: &mut Vec<String>,
+    collector: &C,
+) -> prometheus::Result<()> {
+    names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+    registry.register(Box::new(collector.clone()))
+}
 
 /// Every metric driftwatch exports.
 pub struct Metrics {
@@ -20,6 +31,11 @@ pub struct Metrics {
     pub events: IntCounterVec,
     /// `driftwatch_drift_score{model,version,subject,detector}`: latest statistic.
     pub drift_score: GaugeVec,
+    /// `driftwatch_alert_firing{model,version,subject,detector}`: 1 while the alert of that
+    /// subject and detector is FIRING, else 0. Refreshed from the engines' state (so it is
+    /// right after a restart or a rebalance, unlike counts of transitions); feature subjects
+    /// share the cap of `driftwatch_drift_score`.
+    pub alert_firing: IntGaugeVec,
     /// `driftwatch_alerts_total{model,detector,state}`: published alert transitions.
     pub alerts: IntCounterVec,
     /// `driftwatch_retrain_requests_total{model,trigger}`: published retrain requests.
@@ -57,6 +73,8 @@ pub struct Metrics {
     /// `driftwatch_schema_registry_requests_total{outcome}`: schema lookups sent to the
     /// schema registry (ok, not_found, error); cached ids are not counted.
     pub schema_registry_requests: IntCounterVec,
+    /// Names of every metric family registered, as exported.
+    names: Vec<String>,
     per_feature_gauges: bool,
     max_feature_series: usize,
     score_series: Mutex<HashSet<(String, String, String, String)>>,
@@ -69,6 +87,7 @@ impl Metrics {
     /// Only if a metric definition is invalid (a programming error caught by tests).
     pub fn new(per_feature_gauges: bool, max_feature_series: usize) -> prometheus::Result<Self> {
         let registry = Registry::new();
+        let mut names = Vec::new();
         let events = IntCounterVec::new(
             Opts::new(
                 "driftwatch_events_total",
@@ -108,6 +127,11 @@ impl Metrics {
             ),
             &["reason"],
         )?;
+        // Every reason exists from the start at 0, so `rate()` sees the first dead letter
+        // (a series born at 1 has no increase to show).
+        for reason in crate::codec::DecodeError::ALL_REASONS {
+            dlq.with_label_values(&[reason]);
+        }
         let process_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "driftwatch_process_seconds",
@@ -171,6 +195,14 @@ impl Metrics {
             "driftwatch_state_bytes_total",
             "Bytes of state changelog records written.",
         )?;
+        let alert_firing = IntGaugeVec::new(
+            Opts::new(
+                "driftwatch_alert_firing",
+                "1 while the alert of a model version, subject and detector is FIRING, else 0.",
+            ),
+            &["model", "version", "subject", "detector"],
+        )?;
+        register(&registry, &mut names, &alert_firing)?;
         let schema_registry_requests = IntCounterVec::new(
             Opts::new(
                 "driftwatch_schema_registry_requests_total",
@@ -181,26 +213,28 @@ impl Metrics {
         for outcome in ["ok", "not_found", "error"] {
             schema_registry_requests.with_label_values(&[outcome]);
         }
-        registry.register(Box::new(schema_registry_requests.clone()))?;
-        registry.register(Box::new(transactions.clone()))?;
-        registry.register(Box::new(state_restore_seconds.clone()))?;
-        registry.register(Box::new(state_records.clone()))?;
-        registry.register(Box::new(state_bytes.clone()))?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(drift_score.clone()))?;
-        registry.register(Box::new(alerts.clone()))?;
-        registry.register(Box::new(retrain_requests.clone()))?;
-        registry.register(Box::new(late_events.clone()))?;
-        registry.register(Box::new(dlq.clone()))?;
-        registry.register(Box::new(process_seconds.clone()))?;
-        registry.register(Box::new(consumer_lag.clone()))?;
-        registry.register(Box::new(score_series_dropped.clone()))?;
-        registry.register(Box::new(models.clone()))?;
-        registry.register(Box::new(model_quality.clone()))?;
-        registry.register(Box::new(label_join.clone()))?;
-        registry.register(Box::new(label_join_waiting.clone()))?;
+        register(&registry, &mut names, &schema_registry_requests)?;
+        register(&registry, &mut names, &transactions)?;
+        register(&registry, &mut names, &state_restore_seconds)?;
+        register(&registry, &mut names, &state_records)?;
+        register(&registry, &mut names, &state_bytes)?;
+        register(&registry, &mut names, &events)?;
+        register(&registry, &mut names, &drift_score)?;
+        register(&registry, &mut names, &alerts)?;
+        register(&registry, &mut names, &retrain_requests)?;
+        register(&registry, &mut names, &late_events)?;
+        register(&registry, &mut names, &dlq)?;
+        register(&registry, &mut names, &process_seconds)?;
+        register(&registry, &mut names, &consumer_lag)?;
+        register(&registry, &mut names, &score_series_dropped)?;
+        register(&registry, &mut names, &models)?;
+        register(&registry, &mut names, &model_quality)?;
+        register(&registry, &mut names, &label_join)?;
+        register(&registry, &mut names, &label_join_waiting)?;
+        names.sort();
         Ok(Self {
             registry,
+            names,
             events,
             drift_score,
             alerts,
@@ -219,6 +253,7 @@ impl Metrics {
             state_records,
             state_bytes,
             schema_registry_requests,
+            alert_firing,
             per_feature_gauges,
             max_feature_series,
             score_series: Mutex::new(HashSet::new()),
@@ -236,31 +271,64 @@ impl Metrics {
         detector: &str,
         value: f64,
     ) {
-        let is_feature = !subject.starts_with("__");
-        if is_feature {
-            if !self.per_feature_gauges {
-                return;
-            }
-            let key = (
-                model.to_owned(),
-                version.to_owned(),
-                subject.to_owned(),
-                detector.to_owned(),
-            );
-            let Ok(mut series) = self.score_series.lock() else {
-                return;
-            };
-            if !series.contains(&key) {
-                if series.len() >= self.max_feature_series {
-                    self.score_series_dropped.inc();
-                    return;
-                }
-                series.insert(key);
-            }
+        if self.admit_series(model, version, subject, detector) {
+            self.drift_score
+                .with_label_values(&[model, version, subject, detector])
+                .set(value);
         }
-        self.drift_score
-            .with_label_values(&[model, version, subject, detector])
-            .set(value);
+    }
+
+    /// Sets `driftwatch_alert_firing` of one series (within the per-feature cap).
+    pub fn set_alert_firing(
+        &self,
+        model: &str,
+        version: &str,
+        subject: &str,
+        detector: &str,
+        firing: bool,
+    ) {
+        if self.admit_series(model, version, subject, detector) {
+            self.alert_firing
+                .with_label_values(&[model, version, subject, detector])
+                .set(i64::from(firing));
+        }
+    }
+
+    /// Whether per-series gauges of this (model, version, subject, detector) are exported:
+    /// always for the model-level subjects (`__prediction__`, ...), for features only when
+    /// per-feature gauges are on and the cap has room (or the series is already in).
+    fn admit_series(&self, model: &str, version: &str, subject: &str, detector: &str) -> bool {
+        if subject.starts_with("__") {
+            return true;
+        }
+        if !self.per_feature_gauges {
+            return false;
+        }
+        let Ok(mut series) = self.score_series.lock() else {
+            return false;
+        };
+        let key = (
+            model.to_owned(),
+            version.to_owned(),
+            subject.to_owned(),
+            detector.to_owned(),
+        );
+        if series.contains(&key) {
+            return true;
+        }
+        if series.len() >= self.max_feature_series {
+            self.score_series_dropped.inc();
+            return false;
+        }
+        series.insert(key);
+        true
+    }
+
+    /// The name of every metric family driftwatch exports (histograms add `_bucket`, `_sum`
+    /// and `_count` series to theirs). Labelled families appear in [`Metrics::render`] only
+    /// once a series exists; this lists them all, e.g. for checking dashboards and rules.
+    pub fn names(&self) -> &[String] {
+        &self.names
     }
 
     /// The Prometheus text exposition of every metric.

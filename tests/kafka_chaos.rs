@@ -588,16 +588,26 @@ fn a_broker_restart_mid_run_loses_and_repeats_nothing() {
             "the instance exited by itself:\n{}",
             instance.log()
         );
-        assert!(Instant::now() < deadline, "no progress:\n{}", instance.log());
+        assert!(
+            Instant::now() < deadline,
+            "no progress:\n{}",
+            instance.log()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(!scenario.finished(), "the input ran out before the restart");
     let before = handled(&instance).unwrap_or(0);
     let Some(downtime) = restart_own_broker() else {
-        eprintln!("restart: skipped, the broker at {} is not the project's own", bootstrap());
+        eprintln!(
+            "restart: skipped, the broker at {} is not the project's own",
+            bootstrap()
+        );
         return;
     };
-    eprintln!("restart: broker restarted in {:.1} s", downtime.as_secs_f64());
+    eprintln!(
+        "restart: broker restarted in {:.1} s",
+        downtime.as_secs_f64()
+    );
     // The same process, never restarted, finishes the input.
     scenario.wait_finished(&mut [&mut instance], Duration::from_secs(600));
     assert!(

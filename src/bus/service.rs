@@ -24,7 +24,7 @@
 //! the offsets it matches. On assignment, the engines of the assigned partitions are restored
 //! from the changelog before their first record is processed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -41,7 +41,9 @@ use tracing::{debug, error, info, warn};
 use crate::codec::{self, DecodeError, Decoder, EventKind, Format};
 use crate::config::{Config, DeliveryMode, InputFormat, OutputFormat};
 use crate::monitor::engine::{Disposition, Engine};
-use crate::monitor::model::{ManualOutcome, ModelStatus, SourcePosition};
+use crate::monitor::model::{
+    ManualOutcome, ModelStatus, SourcePosition, FAIRNESS_SUBJECT, PERFORMANCE_SUBJECT,
+};
 use crate::monitor::output::{Output, RetrainRequest};
 use crate::registry::SchemaRegistry;
 use crate::telemetry::Metrics;
@@ -235,22 +237,40 @@ struct BusContext {
 }
 
 impl ClientContext for BusContext {
-    /// librdkafka's statistics carry each partition's consumer lag (high watermark minus
-    /// committed/consumed position) without extra broker requests.
+    /// librdkafka's statistics carry each partition's offsets without extra broker requests.
+    /// The lag is computed from the last stable offset (what a read_committed consumer can
+    /// reach; the high watermark if unknown) minus the application's position, not taken
+    /// from librdkafka's `consumer_lag`: that one is relative to the *committed* offset, which
+    /// librdkafka never learns in exactly-once mode (offsets go through the producer's
+    /// transaction), so it would always be -1 there. Partitions no longer assigned lose their
+    /// series, so a former owner shows no stale lag.
     fn stats(&self, statistics: rdkafka::Statistics) {
+        let gauge = &self.shared.metrics.consumer_lag;
         for (name, topic) in &statistics.topics {
             if name != &self.predictions_topic {
                 continue;
             }
             for (id, partition) in &topic.partitions {
-                if *id < 0 || partition.consumer_lag < 0 {
+                if *id < 0 {
                     continue;
                 }
-                self.shared
-                    .metrics
-                    .consumer_lag
-                    .with_label_values(&[&id.to_string()])
-                    .set(partition.consumer_lag);
+                let end = if partition.ls_offset >= 0 {
+                    partition.ls_offset
+                } else {
+                    partition.hi_offset
+                };
+                let label = id.to_string();
+                if partition.fetch_state == "active" && end >= 0 && partition.app_offset >= 0 {
+                    gauge
+                        .with_label_values(&[&label])
+                        .set((end - partition.app_offset).max(0));
+                } else if matches!(
+                    partition.fetch_state.as_str(),
+                    "none" | "stopping" | "stopped"
+                ) {
+                    // Not (or no longer) assigned here.
+                    let _ = gauge.remove_label_values(&[&label]);
+                }
             }
         }
     }
@@ -485,6 +505,8 @@ struct Loop<'a> {
     uncommitted: bool,
     /// Label-join totals already added to the metrics.
     join_exported: [u64; 6],
+    /// `driftwatch_alert_firing` series set by the last status refresh.
+    firing_series: HashSet<[String; 4]>,
     summary: RunSummary,
     observer: &'a mut dyn Observer,
 }
@@ -591,6 +613,7 @@ pub fn run(
         revocations,
         uncommitted: false,
         join_exported: [0; 6],
+        firing_series: HashSet::new(),
         summary: RunSummary::default(),
         observer,
     };
@@ -1341,6 +1364,46 @@ impl Loop<'_> {
         status
             .sort_by(|a, b| (&a.model_id, &a.model_version).cmp(&(&b.model_id, &b.model_version)));
         self.shared.metrics.models.set(status.len() as i64);
+        let mut exported = HashSet::new();
+        for model in &status {
+            let subjects = model
+                .features
+                .iter()
+                .chain(std::iter::once(&model.prediction))
+                .map(|series| (series.name.as_str(), &series.detectors))
+                .chain([
+                    (PERFORMANCE_SUBJECT, &model.performance_detectors),
+                    (FAIRNESS_SUBJECT, &model.fairness_detectors),
+                ]);
+            for (subject, detectors) in subjects {
+                for detector in detectors.iter() {
+                    self.shared.metrics.set_alert_firing(
+                        &model.model_id,
+                        &model.model_version,
+                        subject,
+                        &detector.detector,
+                        detector.firing,
+                    );
+                    exported.insert([
+                        model.model_id.clone(),
+                        model.model_version.clone(),
+                        subject.to_owned(),
+                        detector.detector.clone(),
+                    ]);
+                }
+            }
+        }
+        // Models whose partition moved to another instance: their new owner reports them,
+        // a stale FIRING here would keep an alert up after it resolved there.
+        for gone in self.firing_series.difference(&exported) {
+            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
+            let _ = self
+                .shared
+                .metrics
+                .alert_firing
+                .remove_label_values(&labels);
+        }
+        self.firing_series = exported;
         self.export_join_counters();
         if let Ok(mut shared) = self.shared.status.write() {
             *shared = status;
