@@ -36,6 +36,8 @@ if [[ -z "${DRIFTWATCH_REGISTRY_URL:-}" ]]; then
 fi
 export DRIFTWATCH_REGISTRY_URL
 scripts/producer-env.sh >/dev/null
+# promtool and prometheus for tests/deploy.rs (Debian's package; nothing when present).
+scripts/prometheus.sh ensure
 # Integration tests must not silently skip when the broker is missing.
 export DRIFTWATCH_REQUIRE_KAFKA=1
 echo "test: Kafka at $DRIFTWATCH_KAFKA_BOOTSTRAP, schema registry at $DRIFTWATCH_REGISTRY_URL" >&2

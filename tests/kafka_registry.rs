@@ -9,7 +9,10 @@
 //! of the registry holds messages back without dead-lettering or losing any.
 
 mod common;
+#[path = "../examples/rust/publish_predictions.rs"]
+mod publish_predictions;
 
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::process::Command;
@@ -372,4 +375,94 @@ fn stopping_during_an_outage_commits_only_what_was_handled() {
     );
     assert_eq!(summary.dead_letters, 0);
     assert_eq!(committed(&config, &topic, 1), vec![500]);
+}
+
+#[test]
+fn the_readme_rust_producer_is_read_through_the_registry() {
+    use publish_predictions::{Feature, Prediction, PredictionPublisher};
+    let registry = registry_url();
+    let config = registry_config("registry-rust", &registry);
+    let publisher = PredictionPublisher::connect(
+        &bootstrap(),
+        &registry,
+        &config.topics.predictions,
+        driftwatch::codec::avro::PREDICTION_EVENT_AVSC,
+    )
+    .expect("registered and connected");
+    assert!(publisher.schema_id() > 0);
+    const EVENTS: usize = 2_500;
+    for i in 0..EVENTS {
+        publisher
+            .publish(&Prediction {
+                event_id: format!("rust-{i}"),
+                model_id: "rust-model".into(),
+                model_version: "v1".into(),
+                timestamp: START_MS + i as i64 * STEP_MS,
+                features: vec![
+                    ("amount".into(), Feature::Number((i % 97) as f64)),
+                    (
+                        "country".into(),
+                        Feature::Category(["FR", "DE"][i % 2].into()),
+                    ),
+                    ("is_new".into(), Feature::Flag(i % 3 == 0)),
+                    ("coupon".into(), Feature::Missing),
+                ],
+                score: Some((i % 10) as f64 / 10.0),
+                label: None,
+            })
+            .expect("queued");
+    }
+    publisher.flush().expect("delivered");
+
+    let instance = Instance::start(&config);
+    instance.wait_handled(EVENTS as u64, Duration::from_secs(60));
+    let shared = instance.shared.clone();
+    let summary = instance.stop();
+    assert_eq!(summary.dead_letters, 0);
+    let status = shared.status.read().unwrap().clone();
+    let model = status
+        .iter()
+        .find(|m| m.model_id == "rust-model")
+        .expect("the model is monitored");
+    assert_eq!(model.events, EVENTS as u64);
+    let features: Vec<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
+    for name in ["amount", "country", "is_new"] {
+        assert!(features.contains(&name), "{features:?}");
+    }
+
+    // The README shows this producer as it is tested.
+    let readme = std::fs::read_to_string(format!("{REPO}/README.md")).unwrap();
+    let source = include_str!("../examples/rust/publish_predictions.rs");
+    assert!(
+        readme.contains(source.trim()),
+        "README.md's Rust producer differs from examples/rust/publish_predictions.rs"
+    );
+}
+
+#[test]
+fn the_readme_python_producer_is_the_tested_script() {
+    // Every line of the README's Python snippet is a line of the script the tests run.
+    let readme = std::fs::read_to_string(format!("{REPO}/README.md")).unwrap();
+    let script =
+        std::fs::read_to_string(format!("{REPO}/examples/python/produce_predictions.py")).unwrap();
+    let script_lines: BTreeSet<&str> = script.lines().map(str::trim).collect();
+    let snippet = readme
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a Python snippet");
+    let lines: Vec<&str> = snippet
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "...")
+        .collect();
+    assert!(lines.len() >= 10, "{snippet}");
+    let foreign: Vec<&&str> = lines
+        .iter()
+        .filter(|l| !script_lines.contains(**l))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "README lines not in the script: {foreign:#?}"
+    );
 }
