@@ -304,6 +304,13 @@ pub struct FormatSettings {
     /// Largest input message decoded, in bytes; larger ones go to the DLQ.
     #[serde(default = "default_max_message_bytes")]
     pub max_message_bytes: usize,
+    /// Most bytes of an input message copied into its dead letter; a longer one is cut to
+    /// this length and its dead letter carries a `driftwatch.truncated` header with the
+    /// original size (the full message stays at its source offset). Keeps every dead letter
+    /// within the dead-letter topic's `max.message.bytes` (1 MiB by default on brokers), so a
+    /// huge poison message cannot stop the service.
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: usize,
     /// Confluent schema ids accepted on `confluent` inputs; a message with another id goes to
     /// the DLQ. Unset: any id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -319,6 +326,10 @@ fn default_output_format() -> OutputFormat {
 fn default_max_message_bytes() -> usize {
     1_048_576
 }
+fn default_dead_letter_max_bytes() -> usize {
+    // Below the broker's default max.message.bytes (1,048,588) with room for the headers.
+    900_000
+}
 
 impl Default for FormatSettings {
     fn default() -> Self {
@@ -327,6 +338,7 @@ impl Default for FormatSettings {
             labels: default_input_format(),
             outputs: default_output_format(),
             max_message_bytes: default_max_message_bytes(),
+            dead_letter_max_bytes: default_dead_letter_max_bytes(),
             confluent_schema_ids: None,
         }
     }
@@ -673,6 +685,12 @@ impl Config {
             problems.push(format!(
                 "formats.max_message_bytes: must be in 1..=1000000000, got {}",
                 f.max_message_bytes
+            ));
+        }
+        if f.dead_letter_max_bytes > 1_000_000_000 {
+            problems.push(format!(
+                "formats.dead_letter_max_bytes: must be in 0..=1000000000, got {}",
+                f.dead_letter_max_bytes
             ));
         }
         if let Some(ids) = &f.confluent_schema_ids {

@@ -167,6 +167,7 @@ fn run_replay(args: &ReplayArgs) -> ExitCode {
         predictions = counts.predictions,
         labels = counts.labels,
         late = counts.late,
+        too_far_ahead = counts.too_far_ahead,
         malformed = counts.malformed,
         alerts = counts.alerts,
         retrain_requests = counts.retrain_requests

@@ -55,6 +55,8 @@ pub struct ReplayCounts {
     pub labels: u64,
     /// Predictions later than the lateness bound (dropped, as live).
     pub late: u64,
+    /// Predictions too far ahead in event time (dropped, as live).
+    pub too_far_ahead: u64,
     /// Lines that are not a valid event (reported on stderr, skipped).
     pub malformed: u64,
     /// Alerts emitted.
@@ -243,6 +245,7 @@ pub fn replay(
     counts.predictions = engine_counts.predictions;
     counts.labels = engine_counts.labels;
     counts.late = engine_counts.late;
+    counts.too_far_ahead = engine_counts.too_far_ahead;
     let statuses = engine.status();
     let summaries = statuses
         .iter()

@@ -27,7 +27,7 @@ fn register<C: Collector + Clone + 'static>(
 pub struct Metrics {
     registry: Registry,
     /// `driftwatch_events_total{topic,outcome}`: consumed messages by outcome
-    /// (accepted, late, label, dead_letter).
+    /// (accepted, late, too_far_ahead, label, dead_letter).
     pub events: IntCounterVec,
     /// `driftwatch_drift_score{model,version,subject,detector}`: latest statistic.
     pub drift_score: GaugeVec,

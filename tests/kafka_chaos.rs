@@ -434,7 +434,8 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
         let mut instance = scenario.start("solo");
         // Kill after a random amount of work: during the restore (0), mid-batch,
         // mid-transaction, around a commit. Polled every 10 ms, so it overshoots a little.
-        let work = rng.random_range(0..8_000_u64);
+        // Scaled to the input, so the kills of a larger run spread over more of it.
+        let work = rng.random_range(0..(scenario.events / (kills + 2)).max(1_000) as u64);
         let life = Instant::now();
         loop {
             assert!(

@@ -454,14 +454,16 @@ enum Outcome {
     Late = 1,
     Label = 2,
     DeadLetter = 3,
+    TooFarAhead = 4,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 4] = [
+    const ALL: [Outcome; 5] = [
         Outcome::Accepted,
         Outcome::Late,
         Outcome::Label,
         Outcome::DeadLetter,
+        Outcome::TooFarAhead,
     ];
 
     fn as_str(self) -> &'static str {
@@ -470,6 +472,7 @@ impl Outcome {
             Outcome::Late => "late",
             Outcome::Label => "label",
             Outcome::DeadLetter => "dead_letter",
+            Outcome::TooFarAhead => "too_far_ahead",
         }
     }
 }
@@ -499,7 +502,7 @@ struct Loop<'a> {
     aligner: Aligner,
     /// `driftwatch_events_total` children resolved once: [predictions, labels] × outcome,
     /// so the per-message path does no label lookup (which takes a lock in prometheus).
-    outcome_counters: [[IntCounter; 4]; 2],
+    outcome_counters: [[IntCounter; 5]; 2],
     revocations: Arc<AtomicBool>,
     /// Messages handled since the last commit.
     uncommitted: bool,
@@ -791,6 +794,7 @@ impl Loop<'_> {
                         Outcome::Late
                     }
                     Disposition::Label => Outcome::Label,
+                    Disposition::TooFarAhead => Outcome::TooFarAhead,
                 };
                 self.outcome_counters[topic_index][outcome as usize].inc();
                 let outputs = engine.drain_outputs();
@@ -938,6 +942,15 @@ impl Loop<'_> {
         let partition = message.partition().to_string();
         let offset = message.offset().to_string();
         let timestamp = message.timestamp().to_millis().unwrap_or(-1).to_string();
+        let original = message.payload().unwrap_or(&[]);
+        let limit = self.config.formats.dead_letter_max_bytes;
+        // A dead letter larger than the DLQ topic accepts would fail to produce and stop the
+        // service on every restart: the copy is cut, the source offset keeps the whole.
+        let (kept, original_size) = if original.len() > limit {
+            (&original[..limit], Some(original.len().to_string()))
+        } else {
+            (original, None)
+        };
         let mut headers = OwnedHeaders::new()
             .insert(Header {
                 key: "driftwatch.reason",
@@ -963,6 +976,12 @@ impl Loop<'_> {
                 key: "driftwatch.source.timestamp",
                 value: Some(timestamp.as_str()),
             });
+        if let Some(size) = &original_size {
+            headers = headers.insert(Header {
+                key: "driftwatch.truncated",
+                value: Some(size.as_str()),
+            });
+        }
         // The original headers travel along, so a fixed message can be replayed as it was.
         if let Some(original) = message.headers() {
             for header in original.iter() {
@@ -976,7 +995,7 @@ impl Loop<'_> {
         self.send(
             &topic,
             message.key().unwrap_or(&[]),
-            Some(message.payload().unwrap_or(&[])),
+            Some(kept),
             Some(headers),
             None,
         )?;

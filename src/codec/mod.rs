@@ -506,6 +506,10 @@ mod tests {
             },
             DecodeError::BadMagicByte { found: 1 },
             DecodeError::UnknownSchemaId { id: 1 },
+            DecodeError::IncompatibleSchema {
+                id: 1,
+                detail: String::new(),
+            },
             DecodeError::InvalidJson {
                 message: String::new(),
             },
@@ -531,6 +535,12 @@ mod tests {
         ];
         let reasons: Vec<&str> = samples.iter().map(DecodeError::reason).collect();
         assert_eq!(reasons, DecodeError::ALL_REASONS);
+        // A registry's "no such id" shares the allow-list's reason.
+        let unregistered = DecodeError::UnregisteredSchemaId {
+            id: 1,
+            detail: String::new(),
+        };
+        assert_eq!(unregistered.reason(), "unknown_schema_id");
     }
 
     #[test]

@@ -38,6 +38,23 @@ pub enum Admission {
     },
     /// The event's pane has already closed: count it and drop it.
     Late,
+    /// The event is further ahead of the newest event time than the jump guard allows, and
+    /// too few events in a row agree: a bad timestamp (a clock off by years, microseconds
+    /// sent as milliseconds), counted and dropped so it cannot move the watermark and make
+    /// every later event late.
+    TooFarAhead,
+}
+
+/// How far one event may move a stream's event time forward at once (see
+/// [`PaneClock::with_jump_guard`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JumpGuard {
+    /// Largest forward jump over the newest event time admitted without confirmation (ms).
+    pub max_jump_ms: i64,
+    /// Events in a row that must all be that far ahead before the jump is taken as the
+    /// stream's real time (a resumption after a long quiet period); each of them but the
+    /// last is dropped.
+    pub confirmations: u32,
 }
 
 /// Pane arithmetic and the watermark of one stream (one partition).
@@ -49,6 +66,10 @@ pub struct PaneClock {
     max_event_time: Option<i64>,
     /// Highest pane index closed so far; events for it or older panes are late.
     closed_through: Option<i64>,
+    /// Limit on forward jumps of event time; `None`: any jump is taken.
+    jump_guard: Option<JumpGuard>,
+    /// Events in a row refused as too far ahead.
+    ahead_streak: u32,
 }
 
 impl PaneClock {
@@ -72,7 +93,18 @@ impl PaneClock {
             allowed_lateness_ms,
             max_event_time: None,
             closed_through: None,
+            jump_guard: None,
+            ahead_streak: 0,
         })
+    }
+
+    /// Refuses events more than `guard.max_jump_ms` ahead of the newest event time, unless
+    /// `guard.confirmations` such events come in a row. Without it, one event stamped years
+    /// ahead moves the watermark there and every later (correct) event is late: the stream
+    /// goes blind until it catches up.
+    pub fn with_jump_guard(mut self, guard: JumpGuard) -> Self {
+        self.jump_guard = Some(guard);
+        self
     }
 
     /// Pane length in milliseconds.
@@ -113,6 +145,15 @@ impl PaneClock {
         let pane = self.pane_of(timestamp);
         if self.closed_through.is_some_and(|closed| pane <= closed) {
             return Admission::Late;
+        }
+        if let (Some(guard), Some(newest)) = (self.jump_guard, self.max_event_time) {
+            if timestamp.saturating_sub(newest) > guard.max_jump_ms {
+                self.ahead_streak += 1;
+                if self.ahead_streak < guard.confirmations {
+                    return Admission::TooFarAhead;
+                }
+            }
+            self.ahead_streak = 0;
         }
         self.max_event_time = Some(self.max_event_time.map_or(timestamp, |t| t.max(timestamp)));
         Admission::OnTime { pane }
@@ -359,6 +400,56 @@ mod tests {
         assert_eq!(clock.advance(), Some(10)); // watermark 11_100
         assert_eq!(clock.admit(10_999), Admission::Late);
         assert_eq!(clock.advance(), None);
+    }
+
+    #[test]
+    fn one_far_future_timestamp_cannot_blind_the_stream() {
+        let guard = JumpGuard {
+            max_jump_ms: 3_600_000,
+            confirmations: 3,
+        };
+        let mut clock = PaneClock::new(60_000, 5_000)
+            .unwrap()
+            .with_jump_guard(guard);
+        assert!(matches!(clock.admit(1_000_000), Admission::OnTime { .. }));
+        // A timestamp decades ahead (microseconds sent as milliseconds): refused...
+        assert_eq!(clock.admit(1_000_000 * 1_000), Admission::TooFarAhead);
+        assert_eq!(clock.max_event_time(), Some(1_000_000));
+        // ... so the next good events are on time, and reset the streak.
+        assert!(matches!(clock.admit(1_030_000), Admission::OnTime { .. }));
+        assert_eq!(clock.admit(9_000_000_000), Admission::TooFarAhead);
+        assert_eq!(clock.admit(9_000_000_100), Admission::TooFarAhead);
+        assert!(matches!(clock.admit(1_040_000), Admission::OnTime { .. }));
+        // A jump within the limit is ordinary progress.
+        assert!(matches!(
+            clock.admit(1_040_000 + 3_600_000),
+            Admission::OnTime { .. }
+        ));
+    }
+
+    #[test]
+    fn a_real_resumption_is_taken_after_the_confirmations() {
+        let guard = JumpGuard {
+            max_jump_ms: 3_600_000,
+            confirmations: 3,
+        };
+        let mut clock = PaneClock::new(60_000, 0).unwrap().with_jump_guard(guard);
+        assert!(matches!(clock.admit(0), Admission::OnTime { .. }));
+        // Two days of silence, then traffic again: the first two are dropped, the third
+        // moves the stream's time, and the rest flow.
+        let resumed = 2 * 86_400_000;
+        assert_eq!(clock.admit(resumed), Admission::TooFarAhead);
+        assert_eq!(clock.admit(resumed + 10), Admission::TooFarAhead);
+        assert!(matches!(
+            clock.admit(resumed + 20),
+            Admission::OnTime { .. }
+        ));
+        assert_eq!(clock.max_event_time(), Some(resumed + 20));
+        assert!(matches!(
+            clock.admit(resumed + 30),
+            Admission::OnTime { .. }
+        ));
+        assert_eq!(clock.advance(), Some(resumed / 60_000 - 1));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::detect::window::{Admission, PaneClock};
+use crate::detect::window::{Admission, JumpGuard, PaneClock};
 use crate::event::Event;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +27,9 @@ pub enum Disposition {
     Accepted,
     /// Its pane had closed: counted as late and dropped.
     Late,
+    /// Its timestamp is further ahead of the partition's newest event time than
+    /// `monitor.windows.max_time_jump_ms` (and not confirmed): counted and dropped.
+    TooFarAhead,
     /// A label: offered to the label join.
     Label,
 }
@@ -38,6 +41,8 @@ pub struct EngineCounters {
     pub predictions: u64,
     /// Events dropped as late.
     pub late: u64,
+    /// Events dropped as too far ahead in event time.
+    pub too_far_ahead: u64,
     /// Label events seen.
     pub labels: u64,
     /// Joined outcomes whose pane had already closed: applied to the oldest open pane.
@@ -102,11 +107,17 @@ impl Engine {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let clock = PaneClock::new(
+        let mut clock = PaneClock::new(
             settings.windows.pane_ms,
             settings.windows.allowed_lateness_ms,
         )
         .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        if settings.windows.max_time_jump_ms > 0 {
+            clock = clock.with_jump_guard(JumpGuard {
+                max_jump_ms: settings.windows.max_time_jump_ms,
+                confirmations: settings.windows.time_jump_confirmations,
+            });
+        }
         let join = LabelJoin::new(
             settings.performance.join_ttl_ms,
             settings.performance.join_max_entries,
@@ -231,9 +242,16 @@ impl Engine {
             }
             Event::Prediction(prediction) => prediction,
         };
-        let Admission::OnTime { pane } = self.clock.admit(prediction.timestamp) else {
-            self.counters.late += 1;
-            return Disposition::Late;
+        let pane = match self.clock.admit(prediction.timestamp) {
+            Admission::OnTime { pane } => pane,
+            Admission::Late => {
+                self.counters.late += 1;
+                return Disposition::Late;
+            }
+            Admission::TooFarAhead => {
+                self.counters.too_far_ahead += 1;
+                return Disposition::TooFarAhead;
+            }
         };
         self.counters.predictions += 1;
         let settings = &self.settings;
@@ -586,6 +604,27 @@ mod tests {
         );
         assert_eq!(engine.counters().late, 1);
         assert_eq!(engine.counters().predictions, 100);
+    }
+
+    #[test]
+    fn a_far_future_timestamp_is_dropped_and_the_stream_goes_on() {
+        let mut engine = Engine::new(settings()).unwrap();
+        let events = stream(1, 400, usize::MAX);
+        for (i, event) in events.iter().enumerate() {
+            engine.process(&Event::Prediction(event.clone()), SOURCE);
+            if i == 200 {
+                // A producer's clock decades off: refused, counted.
+                let mut bad = event.clone();
+                bad.timestamp = event.timestamp * 1_000;
+                assert_eq!(
+                    engine.process(&Event::Prediction(bad), SOURCE),
+                    Disposition::TooFarAhead
+                );
+            }
+        }
+        assert_eq!(engine.counters().too_far_ahead, 1);
+        assert_eq!(engine.counters().late, 0, "the stream was not blinded");
+        assert_eq!(engine.counters().predictions, 400);
     }
 
     #[test]

@@ -300,6 +300,13 @@ pub struct WindowSettings {
     pub panes: usize,
     /// How far behind the newest event time an event may arrive and still count.
     pub allowed_lateness_ms: i64,
+    /// Largest forward jump of a partition's event time that one event may cause; an event
+    /// further ahead is counted (`outcome="too_far_ahead"`) and dropped, unless
+    /// `time_jump_confirmations` such events come in a row (traffic resuming after a long
+    /// pause). Guards against one bad timestamp making every later event late. 0: no guard.
+    pub max_time_jump_ms: i64,
+    /// Events in a row, all too far ahead, that make the jump the partition's real time.
+    pub time_jump_confirmations: u32,
 }
 
 impl Default for WindowSettings {
@@ -308,6 +315,8 @@ impl Default for WindowSettings {
             pane_ms: 60_000,
             panes: 60,
             allowed_lateness_ms: 5_000,
+            max_time_jump_ms: 86_400_000,
+            time_jump_confirmations: 10,
         }
     }
 }
@@ -621,6 +630,21 @@ impl MonitorSettings {
         }
         if w.panes == 0 {
             problems.push("monitor.windows.panes: must be >= 1".to_owned());
+        }
+        if w.max_time_jump_ms < 0 {
+            problems.push(format!(
+                "monitor.windows.max_time_jump_ms: must be >= 0 (0 turns the guard off), got {}",
+                w.max_time_jump_ms
+            ));
+        }
+        if w.max_time_jump_ms > 0 && w.max_time_jump_ms <= w.allowed_lateness_ms {
+            problems.push(format!(
+                "monitor.windows.max_time_jump_ms: must exceed monitor.windows.allowed_lateness_ms ({}), got {}",
+                w.allowed_lateness_ms, w.max_time_jump_ms
+            ));
+        }
+        if w.time_jump_confirmations == 0 {
+            problems.push("monitor.windows.time_jump_confirmations: must be >= 1".to_owned());
         }
         if w.allowed_lateness_ms < 0 {
             problems.push(format!(

@@ -26,7 +26,8 @@ use serde::Serialize;
 use super::join::{JoinKey, Side};
 
 /// The format version this release writes and reads.
-pub const STATE_FORMAT_VERSION: u16 = 1;
+pub const STATE_FORMAT_VERSION: u16 = 2;
+// History: 1 → 2 added the event-time jump guard to the pane clock and its counter.
 
 /// First bytes of every state value.
 const MAGIC: [u8; 2] = *b"DW";
