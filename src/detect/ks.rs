@@ -27,24 +27,39 @@ pub struct KsResult {
 /// is bit-identical.
 pub fn ks_statistic_sorted(reference: &[f64], current: &[f64]) -> f64 {
     let (n1, n2) = (reference.len() as f64, current.len() as f64);
+    let (n1i, n2i) = (reference.len() as i64, current.len() as i64);
+    // A merge that takes one value per step without branching on the data: the smaller head
+    // advances (both on a tie), and a difference counts only once both heads have moved past
+    // the value just taken, i.e. after all copies of it in both samples (SciPy's
+    // `searchsorted(..., side="right")` positions). Exhausted samples read as +∞.
+    //
+    // The maximum is tracked on the exact integer |i·n2 − j·n1| (= n1·n2·|i/n1 − j/n2|), so
+    // the float division — what made the loop slow — runs only when the maximum grows or
+    // ties. Distinct integers differ by n1·n2·1/(n1·n2) relative, far more than rounding, so
+    // the integer order is the float order; among exact ties the float values (SciPy's
+    // `i / n1 - j / n2`) are compared, so the result stays bit-identical.
+    let head = |sample: &[f64], k: usize| sample.get(k).copied().unwrap_or(f64::INFINITY);
     let (mut i, mut j) = (0usize, 0usize);
+    let mut best = -1_i64;
     let mut statistic = 0.0f64;
-    while i < reference.len() || j < current.len() {
-        // Next distinct value in the merged order; both ECDFs jump past all copies of it.
-        let x = match (reference.get(i), current.get(j)) {
-            (Some(&a), Some(&b)) => a.min(b),
-            (Some(&a), None) => a,
-            (None, Some(&b)) => b,
-            (None, None) => break,
-        };
-        while i < reference.len() && reference[i] <= x {
-            i += 1;
+    let total = reference.len() + current.len();
+    let (mut a, mut b) = (head(reference, 0), head(current, 0));
+    while i + j < total {
+        let x = a.min(b);
+        i += usize::from(a <= x);
+        j += usize::from(b <= x);
+        a = head(reference, i);
+        b = head(current, j);
+        let scaled = (i as i64 * n2i - j as i64 * n1i).abs();
+        if scaled >= best && a > x && b > x {
+            let difference = (i as f64 / n1 - j as f64 / n2).abs();
+            statistic = if scaled > best {
+                difference
+            } else {
+                statistic.max(difference)
+            };
+            best = scaled;
         }
-        while j < current.len() && current[j] <= x {
-            j += 1;
-        }
-        let difference = (i as f64 / n1 - j as f64 / n2).abs();
-        statistic = statistic.max(difference);
     }
     statistic
 }
