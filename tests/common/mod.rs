@@ -265,18 +265,27 @@ pub fn committed(config: &Config, topic: &str, partitions: i32) -> Vec<i64> {
         .collect()
 }
 
-/// End offsets of `topic` (partition → high watermark).
+/// End offsets of `topic` (partition → high watermark). Transient errors are retried for up
+/// to a minute: right after a broker restart, partitions answer "not leader" until their
+/// leadership is re-established.
 pub fn end_offsets(topic: &str, partitions: i32) -> Vec<i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
         .expect("watermark reader");
+    let deadline = Instant::now() + Duration::from_secs(60);
     (0..partitions)
-        .map(|p| {
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))
-                .expect("watermarks")
-                .1
+        .map(|p| loop {
+            match consumer.fetch_watermarks(topic, p, Duration::from_secs(10)) {
+                Ok((_, high)) => break high,
+                Err(error) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "watermarks of {topic}/{p}: {error}"
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
         })
         .collect()
 }
