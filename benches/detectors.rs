@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use driftwatch::detect::adwin::{Adwin, AdwinParams};
-use driftwatch::detect::binning::{sorted_finite, FineGrid, NumericBins};
+use driftwatch::detect::binning::{sort_f64, sorted_finite, FineGrid, NumericBins};
 use driftwatch::detect::divergence::{jensen_shannon, psi};
 use driftwatch::detect::ks::{ks_2samp, ks_2samp_sorted};
 use driftwatch::detect::sketch::{
@@ -135,6 +135,16 @@ fn window_statistics(c: &mut Criterion) {
         b.iter_batched(
             || (reference.clone(), current.clone()),
             |(r, c)| ks_2samp(&r, &c),
+            BatchSize::LargeInput,
+        )
+    });
+    group.bench_function("sort_10k_unsorted", |b| {
+        b.iter_batched(
+            || current.clone(),
+            |mut values| {
+                sort_f64(&mut values);
+                values
+            },
             BatchSize::LargeInput,
         )
     });
