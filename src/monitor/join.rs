@@ -14,6 +14,7 @@
 //! has a probability of about 3e-8 — and repeated strings (versions, classes, groups) are
 //! interned. About 90 bytes per waiting prediction, hash table and arrival queue included.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hasher;
 
@@ -241,6 +242,11 @@ struct Arrival {
     key: u64,
 }
 
+/// The hasher of the join's tables. Their keys are already 64-bit hashes, so SipHash (the
+/// standard default) only repeated work on the per-prediction path; foldhash is a fast
+/// mixer that is still seeded per process, so bucket collisions cannot be precomputed.
+type KeyHasher = foldhash::fast::RandomState;
+
 /// FNV-1a of (model_id, separator, event_id): stable across runs and releases (a state
 /// snapshot may hold these keys), unlike the standard library's hasher.
 fn join_key(model_id: &str, event_id: &str) -> u64 {
@@ -256,8 +262,8 @@ fn join_key(model_id: &str, event_id: &str) -> u64 {
 pub struct LabelJoin {
     ttl_ms: i64,
     max_entries: usize,
-    predictions: HashMap<u64, WaitingPrediction>,
-    labels: HashMap<u64, WaitingLabel>,
+    predictions: HashMap<u64, WaitingPrediction, KeyHasher>,
+    labels: HashMap<u64, WaitingLabel, KeyHasher>,
     arrivals: VecDeque<Arrival>,
     next_arrival: u64,
     /// Model versions (few; never full in practice, as each one is also a monitor).
@@ -278,8 +284,8 @@ impl LabelJoin {
         Self {
             ttl_ms,
             max_entries: max_entries.max(1),
-            predictions: HashMap::new(),
-            labels: HashMap::new(),
+            predictions: HashMap::default(),
+            labels: HashMap::default(),
             arrivals: VecDeque::new(),
             next_arrival: 0,
             versions: Interner::default(),
@@ -457,15 +463,26 @@ impl LabelJoin {
                 label_timestamp: label.timestamp,
             });
         }
-        if self.predictions.contains_key(&key) {
-            self.counters.duplicate_predictions += 1;
-            return None;
-        }
+        // One probe of the (large) table for both the duplicate check and the insertion.
+        let vacant = match self.predictions.entry(key) {
+            Entry::Occupied(_) => {
+                self.counters.duplicate_predictions += 1;
+                return None;
+            }
+            Entry::Vacant(vacant) => vacant,
+        };
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.arrivals.push_back(Arrival {
+            arrival,
+            side: Side::Prediction,
+            key,
+        });
         let strings = &mut self.versions;
         let version = strings.intern(&event.model_version);
         let strings = &mut self.strings;
-        let waiting = WaitingPrediction {
-            arrival: 0,
+        vacant.insert(WaitingPrediction {
+            arrival,
             timestamp: event.timestamp,
             score: event.prediction.score,
             version,
@@ -488,10 +505,7 @@ impl LabelJoin {
                     .map(|(class, probability)| (strings.intern(class), *probability))
                     .collect()
             }),
-        };
-        let arrival = self.arrive(Side::Prediction, key);
-        let waiting = WaitingPrediction { arrival, ..waiting };
-        self.predictions.insert(key, waiting);
+        });
         self.mark(Side::Prediction, key);
         self.enforce_bound();
         None
