@@ -48,47 +48,83 @@ fn adwin(c: &mut Criterion) {
     group.finish();
 }
 
+/// One value of feature `f` in the "mixed" shape: a third heavy-tailed (log-normal, like
+/// amounts and durations), a third small integers (counts: runs of equal quantile edges), a
+/// third normal.
+fn mixed_value(rng: &mut StdRng, f: usize) -> f64 {
+    let z: f64 = Normal::new(0.0, 1.0).unwrap().sample(rng);
+    match f % 3 {
+        0 => (3.0 + 1.2 * z).exp(),
+        1 => (3.0 + 1.5 * z).max(0.0).round(),
+        _ => 100.0 * f as f64 + 15.0 * z,
+    }
+}
+
+/// Bins a 20-feature event on its sketch grids and records it in its pane windows.
+/// `normal`: every feature N(f, 1) with events uniform over ±2 (the original figure);
+/// `mixed`: reference and events drawn from [`mixed_value`], as real features look.
 fn event_binning(c: &mut Criterion) {
     const FEATURES: usize = 20;
-    let mut rng = StdRng::seed_from_u64(11);
-    let references: Vec<ReferenceSample> = (0..FEATURES)
-        .map(|f| {
-            let sorted = sorted_finite(&normal_sample(&mut rng, 10_000, f as f64));
-            let refinement = std::env::var("DW_REFINE")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(26);
-            let grid = FineGrid::from_sorted(&sorted, 10, refinement).unwrap();
-            ReferenceSample::new(sorted, grid)
-        })
-        .collect();
-    // 4096 distinct events, replayed in a loop, each in a pane that advances every 1000 events.
-    let events: Vec<[f64; FEATURES]> = (0..4096)
-        .map(|_| std::array::from_fn(|f| f as f64 + rng.random::<f64>() * 4.0 - 2.0))
-        .collect();
-    let mut windows: Vec<PaneWindow> = references
-        .iter()
-        .map(|r| PaneWindow::new(r.grid().cells(), 60).unwrap())
-        .collect();
+    let refinement = std::env::var("DW_REFINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(26);
     let mut group = c.benchmark_group("event");
     group.throughput(Throughput::Elements(1));
-    let mut n = 0u64;
-    group.bench_function("bin_and_window_20_features", |b| {
-        b.iter(|| {
-            let event = &events[(n % 4096) as usize];
-            let pane = (n / 1000) as i64;
-            for ((window, reference), &value) in windows.iter_mut().zip(&references).zip(event) {
-                let cell = reference.grid().cell_of(value);
-                window.record_value(pane, cell, value);
-            }
-            n += 1;
-            if n % 1000 == 0 {
-                for window in &mut windows {
-                    window.close_through(pane);
+    for shape in ["normal", "mixed"] {
+        let mut rng = StdRng::seed_from_u64(11);
+        let references: Vec<ReferenceSample> = (0..FEATURES)
+            .map(|f| {
+                let sample: Vec<f64> = if shape == "normal" {
+                    normal_sample(&mut rng, 10_000, f as f64)
+                } else {
+                    (0..10_000).map(|_| mixed_value(&mut rng, f)).collect()
+                };
+                let sorted = sorted_finite(&sample);
+                let grid = FineGrid::from_sorted(&sorted, 10, refinement).unwrap();
+                ReferenceSample::new(sorted, grid)
+            })
+            .collect();
+        // 4096 distinct events, replayed in a loop, each in a pane that advances every 1000.
+        let events: Vec<[f64; FEATURES]> = (0..4096)
+            .map(|_| {
+                std::array::from_fn(|f| {
+                    if shape == "normal" {
+                        f as f64 + rng.random::<f64>() * 4.0 - 2.0
+                    } else {
+                        mixed_value(&mut rng, f)
+                    }
+                })
+            })
+            .collect();
+        let mut windows: Vec<PaneWindow> = references
+            .iter()
+            .map(|r| PaneWindow::new(r.grid().cells(), 60).unwrap())
+            .collect();
+        let mut n = 0u64;
+        let name = if shape == "normal" {
+            "bin_and_window_20_features".to_owned()
+        } else {
+            "bin_and_window_20_mixed_features".to_owned()
+        };
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                let event = &events[(n % 4096) as usize];
+                let pane = (n / 1000) as i64;
+                for ((window, reference), &value) in windows.iter_mut().zip(&references).zip(event)
+                {
+                    let cell = reference.grid().cell_of(value);
+                    window.record_value(pane, cell, value);
                 }
-            }
-        })
-    });
+                n += 1;
+                if n % 1000 == 0 {
+                    for window in &mut windows {
+                        window.close_through(pane);
+                    }
+                }
+            })
+        });
+    }
     group.finish();
 }
 

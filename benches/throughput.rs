@@ -805,6 +805,8 @@ struct KafkaRun {
     rate: f64,
     cpu: CpuUse,
     summary: Option<RunSummary>,
+    /// (b) only: state changelog records and bytes written, transactions committed.
+    state: Option<(u64, u64, u64)>,
 }
 
 fn bench_config(options: &Options, bootstrap: &str, topics: &Topics) -> Config {
@@ -963,6 +965,15 @@ fn end_to_end(config: &Config, n: u64, ticks: f64) -> AnyResult<KafkaRun> {
         rate: counted as f64 / window_s,
         cpu: cpu_use(&before, &after, ticks),
         summary: Some(summary),
+        state: Some((
+            shared.metrics.state_records.get(),
+            shared.metrics.state_bytes.get(),
+            shared
+                .metrics
+                .transactions
+                .with_label_values(&["committed"])
+                .get(),
+        )),
     })
 }
 
@@ -1614,6 +1625,15 @@ fn run() -> AnyResult<()> {
                 thousands(summary.consumed as f64),
                 summary.outputs,
                 summary.dead_letters
+            );
+        }
+        if let Some((records, bytes, transactions)) = e2e_runs.last().and_then(|r| r.state) {
+            println!(
+                "(b) state changelog: {} records, {:.1} MB, in {} committed transactions \
+                 (label-join entries are a record each; changed models' state at each commit).",
+                thousands(records as f64),
+                bytes as f64 / 1e6,
+                transactions
             );
         }
         println!();

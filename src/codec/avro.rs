@@ -260,17 +260,24 @@ impl<'a> Reader<'a> {
     }
 
     /// A zigzag varint (Avro `int` and `long` share the encoding).
-    #[inline]
+    ///
+    /// Union indexes, string lengths and small counts — most varints of an event — fit in one
+    /// byte; that case is inlined at every call site, the rest is out of line.
+    #[inline(always)]
     fn long(&mut self, field: &str) -> Result<i64, DecodeError> {
-        let start = self.pos;
-        // Fast path: union indexes, short lengths and small counts fit in one byte.
-        if let Some(&byte) = self.buf.get(start) {
+        if let Some(&byte) = self.buf.get(self.pos) {
             if byte & 0x80 == 0 {
-                self.pos = start + 1;
+                self.pos += 1;
                 let raw = u64::from(byte);
                 return Ok((raw >> 1) as i64 ^ -((raw & 1) as i64));
             }
         }
+        self.long_multibyte(field)
+    }
+
+    #[inline(never)]
+    fn long_multibyte(&mut self, field: &str) -> Result<i64, DecodeError> {
+        let start = self.pos;
         let mut raw: u64 = 0;
         for i in 0..MAX_VARINT_BYTES {
             let Some(&byte) = self.buf.get(self.pos) else {
@@ -303,14 +310,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A length prefix (strings, map block byte sizes): a non-negative long.
-    #[inline]
+    #[inline(always)]
     fn length(&mut self, field: &str) -> Result<usize, DecodeError> {
         let start = self.pos;
         let n = self.long(field)?;
         usize::try_from(n).map_err(|_| Self::invalid(field, start, &format!("negative length {n}")))
     }
 
-    #[inline]
+    #[inline(always)]
     fn string(&mut self, field: &str) -> Result<Cow<'a, str>, DecodeError> {
         let n = self.length(field)?;
         let start = self.pos;

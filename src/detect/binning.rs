@@ -332,6 +332,8 @@ struct EdgeIndex {
     distinct: Vec<f64>,
     /// `ranks[k]` = number of edges `<= distinct[k - 1]` (`ranks[0] = 0`).
     ranks: Vec<u16>,
+    /// No two edges are equal, so `ranks[k] == k`.
+    without_ties: bool,
     /// Position in `distinct` of `lo` (values below it are searched in `distinct[..low]`).
     low: usize,
     /// Position in `distinct` of `hi` (values at or above it are searched after it).
@@ -360,7 +362,9 @@ impl EdgeIndex {
                 multiplicity.push(1);
             }
         }
+        let without_ties = distinct.len() == edges.len();
         let plain = |distinct: Vec<f64>, ranks: Vec<u16>| Self {
+            without_ties,
             low: 0,
             high: distinct.len(),
             distinct,
@@ -422,6 +426,7 @@ impl EdgeIndex {
         Self {
             distinct,
             ranks,
+            without_ties,
             low,
             high,
             lo,
@@ -481,7 +486,13 @@ impl EdgeIndex {
         } else {
             self.guess_and_correct(x)
         };
-        usize::from(self.ranks[position])
+        if self.without_ties {
+            // Distinct edges are the edges: the position is the answer, and skipping the
+            // rank table saves a dependent load (~15 % of a 20-feature event on smooth data).
+            position
+        } else {
+            usize::from(self.ranks[position])
+        }
     }
 
     #[inline]

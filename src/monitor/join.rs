@@ -185,7 +185,7 @@ const NONE: TextId = u32::MAX;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 struct Interner {
     strings: Vec<Box<str>>,
-    index: HashMap<Box<str>, TextId>,
+    index: HashMap<Box<str>, TextId, KeyHasher>,
 }
 
 impl Interner {
@@ -242,9 +242,10 @@ struct Arrival {
     key: u64,
 }
 
-/// The hasher of the join's tables. Their keys are already 64-bit hashes, so SipHash (the
-/// standard default) only repeated work on the per-prediction path; foldhash is a fast
-/// mixer that is still seeded per process, so bucket collisions cannot be precomputed.
+/// The hasher of the join's tables and interners, which are on the per-prediction path.
+/// The tables' keys are already 64-bit hashes, and the interned strings are short, so SipHash
+/// (the standard default) cost more than the lookups; foldhash is fast and still seeded per
+/// process, so bucket collisions cannot be precomputed.
 type KeyHasher = foldhash::fast::RandomState;
 
 /// FNV-1a of (model_id, separator, event_id): stable across runs and releases (a state
