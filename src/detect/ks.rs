@@ -135,7 +135,15 @@ pub fn ks_statistic_unsorted(reference: &[f64], current: &[f64]) -> f64 {
     let total = n1 + n2;
     let slices = (total / 4).next_power_of_two().clamp(16, 1 << 16);
     let scale = slices as f64 / span;
-    if n1 == 0 || n2 == 0 || total < 64 || span <= 0.0 || !span.is_finite() || !scale.is_finite() {
+    // (Slice counts are `u32`: larger samples than that take the sorted path.)
+    if n1 == 0
+        || n2 == 0
+        || total < 64
+        || total > u32::MAX as usize
+        || span <= 0.0
+        || !span.is_finite()
+        || !scale.is_finite()
+    {
         return sorted_instead();
     }
     // Monotone in `v` (subtraction, multiplication by a positive number and truncation keep
