@@ -132,7 +132,7 @@ fn bucket_sort(values: &mut [f64], scratch: &mut [f64], depth: u32) {
     let scale = slices as f64 / span;
     if span == 0.0 {
         // All equal, up to the sign of zero, which `total_cmp` orders.
-        insertion_sort_zeros(values);
+        order_signed_zeros(values);
         return;
     }
     if depth >= MAX_DEPTH || !span.is_finite() || !scale.is_finite() {
@@ -188,7 +188,7 @@ fn insertion_sort(values: &mut [f64]) {
 }
 
 /// Orders a run of equal values; only zeros differ (`-0.0` before `+0.0`).
-fn insertion_sort_zeros(values: &mut [f64]) {
+fn order_signed_zeros(values: &mut [f64]) {
     if values.first().is_some_and(|&v| v == 0.0) {
         values.sort_unstable_by(f64::total_cmp);
     }
@@ -338,6 +338,8 @@ struct EdgeIndex {
     low: usize,
     /// Position in `distinct` of `hi` (values at or above it are searched after it).
     high: usize,
+    /// `distinct[low]` and `distinct[high]`, kept beside them because every lookup compares
+    /// with them first and the copies save a dependent load.
     lo: f64,
     hi: f64,
     inverse_step: f64,

@@ -116,9 +116,17 @@ pub fn ks_statistic_sorted(reference: &[f64], current: &[f64]) -> f64 {
 /// Those few are gathered, sorted and merged exactly. When too many slices qualify (nearly
 /// identical samples), or the range cannot be sliced, both samples are sorted instead.
 pub fn ks_statistic_unsorted(reference: &[f64], current: &[f64]) -> f64 {
+    let (n1, n2) = (finite_count(reference), finite_count(current));
+    statistic_of_finite(reference, current, n1, n2)
+}
+
+fn finite_count(sample: &[f64]) -> usize {
+    sample.iter().filter(|v| v.is_finite()).count()
+}
+
+/// [`ks_statistic_unsorted`] with the finite counts already taken.
+fn statistic_of_finite(reference: &[f64], current: &[f64], n1: usize, n2: usize) -> f64 {
     let finite = |v: &&f64| v.is_finite();
-    let n1 = reference.iter().filter(finite).count();
-    let n2 = current.iter().filter(finite).count();
     let sorted_instead = || {
         let reference = super::binning::sorted_finite(reference);
         let current = super::binning::sorted_finite(current);
@@ -227,16 +235,21 @@ pub fn ks_statistic_unsorted(reference: &[f64], current: &[f64]) -> f64 {
 /// # Errors
 /// [`InsufficientData`] when either sample is empty.
 pub fn ks_2samp_sorted(reference: &[f64], current: &[f64]) -> Result<KsResult, InsufficientData> {
-    InsufficientData::check(reference.len() as u64, current.len() as u64, 1)?;
-    let statistic = ks_statistic_sorted(reference, current);
-    let p = ks_2samp_pvalue(reference.len() as u64, current.len() as u64, statistic);
-    Ok(KsResult {
+    let (n1, n2) = (reference.len() as u64, current.len() as u64);
+    InsufficientData::check(n1, n2, 1)?;
+    Ok(result(n1, n2, ks_statistic_sorted(reference, current)))
+}
+
+/// The test's result for a statistic of samples of `n1` and `n2` values.
+fn result(n1: u64, n2: u64, statistic: f64) -> KsResult {
+    let p = ks_2samp_pvalue(n1, n2, statistic);
+    KsResult {
         statistic: p.statistic,
         p_value: p.p_value,
         exact: p.method == KsMethod::Exact,
-        reference_count: reference.len() as u64,
-        current_count: current.len() as u64,
-    })
+        reference_count: n1,
+        current_count: n2,
+    }
 }
 
 /// Two-sample KS test on unsorted samples; non-finite values are ignored.
@@ -244,18 +257,10 @@ pub fn ks_2samp_sorted(reference: &[f64], current: &[f64]) -> Result<KsResult, I
 /// # Errors
 /// [`InsufficientData`] when either sample has no finite value.
 pub fn ks_2samp(reference: &[f64], current: &[f64]) -> Result<KsResult, InsufficientData> {
-    let n1 = reference.iter().filter(|v| v.is_finite()).count() as u64;
-    let n2 = current.iter().filter(|v| v.is_finite()).count() as u64;
-    InsufficientData::check(n1, n2, 1)?;
-    let statistic = ks_statistic_unsorted(reference, current);
-    let p = ks_2samp_pvalue(n1, n2, statistic);
-    Ok(KsResult {
-        statistic: p.statistic,
-        p_value: p.p_value,
-        exact: p.method == KsMethod::Exact,
-        reference_count: n1,
-        current_count: n2,
-    })
+    let (n1, n2) = (finite_count(reference), finite_count(current));
+    InsufficientData::check(n1 as u64, n2 as u64, 1)?;
+    let statistic = statistic_of_finite(reference, current, n1, n2);
+    Ok(result(n1 as u64, n2 as u64, statistic))
 }
 
 #[cfg(test)]

@@ -472,13 +472,12 @@ impl LabelJoin {
             }
             Entry::Vacant(vacant) => vacant,
         };
-        let arrival = self.next_arrival;
-        self.next_arrival += 1;
-        self.arrivals.push_back(Arrival {
-            arrival,
-            side: Side::Prediction,
+        let arrival = Self::arrive(
+            &mut self.next_arrival,
+            &mut self.arrivals,
+            Side::Prediction,
             key,
-        });
+        );
         let strings = &mut self.versions;
         let version = strings.intern(&event.model_version);
         let strings = &mut self.strings;
@@ -531,7 +530,7 @@ impl LabelJoin {
             self.counters.duplicate_labels += 1;
             return None;
         }
-        let arrival = self.arrive(Side::Label, key);
+        let arrival = Self::arrive(&mut self.next_arrival, &mut self.arrivals, Side::Label, key);
         self.mark(Side::Label, key);
         self.labels.insert(
             key,
@@ -569,10 +568,17 @@ impl LabelJoin {
         }
     }
 
-    fn arrive(&mut self, side: Side, key: u64) -> u64 {
-        let arrival = self.next_arrival;
-        self.next_arrival += 1;
-        self.arrivals.push_back(Arrival { arrival, side, key });
+    /// Numbers and queues a new entry's arrival. Over the two fields rather than `&mut self`,
+    /// so a caller can hold a vacant entry of a table meanwhile.
+    fn arrive(
+        next_arrival: &mut u64,
+        arrivals: &mut VecDeque<Arrival>,
+        side: Side,
+        key: u64,
+    ) -> u64 {
+        let arrival = *next_arrival;
+        *next_arrival += 1;
+        arrivals.push_back(Arrival { arrival, side, key });
         arrival
     }
 
