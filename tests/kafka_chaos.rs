@@ -20,7 +20,7 @@ use common::{bootstrap, end_offsets, stream, test_config, unique, RunningBinary}
 use driftwatch::codec::{encode_prediction_json, Decoder, EventKind, Format};
 use driftwatch::config::Config;
 use driftwatch::monitor::engine::Engine;
-use driftwatch::monitor::model::{ModelMonitor, SourcePosition};
+use driftwatch::monitor::model::{ModelMonitor, SeriesReferences, SourcePosition};
 use driftwatch::monitor::output::Output;
 use driftwatch::monitor::state::{self, StateKey};
 use rand::rngs::StdRng;
@@ -270,7 +270,7 @@ impl Scenario {
                 None => state.remove(&(partition, part)),
             };
         }
-        let (mut models, mut engines, mut waiting) = (0, 0, 0_usize);
+        let (mut models, mut references, mut engines, mut waiting) = (0, 0, 0, 0_usize);
         for ((partition, key), value) in &expected.state {
             let actual = state
                 .get(&(*partition, key.clone()))
@@ -285,6 +285,15 @@ impl Scenario {
                     );
                     models += 1;
                 }
+                StateKey::References { .. } => {
+                    let want: SeriesReferences = state::decode(value).unwrap();
+                    let got: SeriesReferences = state::decode(actual).unwrap();
+                    assert!(
+                        want == got,
+                        "references of partition {partition} {key:?} differ"
+                    );
+                    references += 1;
+                }
                 StateKey::Engine => {
                     assert_eq!(value, actual, "state of partition {partition} {key:?}");
                     engines += 1;
@@ -296,6 +305,7 @@ impl Scenario {
             }
         }
         assert_eq!(models, PARTITIONS);
+        assert_eq!(references, PARTITIONS);
         assert_eq!(engines, PARTITIONS);
         // No labels here: every prediction still waits in the label join.
         assert_eq!(waiting, self.events - expected.dead_letters.len());

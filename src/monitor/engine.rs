@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::join::{JoinCounters, JoinEntry, JoinMeta, JoinedOutcome, LabelJoin};
 use super::model::{
     Collected, EvaluationRecord, ManualOutcome, ModelMonitor, ModelStatus, QualityRecord,
-    SourcePosition,
+    SeriesReferences, SourcePosition,
 };
 use super::output::Output;
 use super::settings::MonitorSettings;
@@ -152,7 +152,23 @@ impl Engine {
         });
         for (model_id, versions) in &mut self.models {
             for (model_version, monitor) in versions {
-                if monitor.take_changed() {
+                let (changed, references_changed) =
+                    (monitor.take_changed(), monitor.take_references_changed());
+                if !changed && !references_changed {
+                    continue;
+                }
+                // Encoded apart: the references are written only when they change.
+                let references = monitor.take_references();
+                if references_changed {
+                    changes.push(StateChange {
+                        key: StateKey::References {
+                            model_id: model_id.clone(),
+                            model_version: model_version.clone(),
+                        },
+                        value: Some(state::encode(&references)),
+                    });
+                }
+                if changed {
                     changes.push(StateChange {
                         key: StateKey::Model {
                             model_id: model_id.clone(),
@@ -161,6 +177,8 @@ impl Engine {
                         value: Some(state::encode(monitor)),
                     });
                 }
+                let restored = monitor.put_references(references);
+                debug_assert!(restored.is_ok(), "taken from this monitor, so they fit it");
             }
         }
         for (key, entry) in self.join.take_changes() {
@@ -184,6 +202,7 @@ impl Engine {
         let mut engine = Self::new(settings).map_err(RestoreError::Settings)?;
         let mut core: Option<EngineRecord> = None;
         let mut entries = Vec::new();
+        let mut references = BTreeMap::new();
         for (key, value) in records {
             match key {
                 StateKey::Engine => core = Some(state::decode(value)?),
@@ -198,6 +217,13 @@ impl Engine {
                         .or_default()
                         .insert(model_version.clone(), monitor);
                 }
+                StateKey::References {
+                    model_id,
+                    model_version,
+                } => {
+                    let decoded: SeriesReferences = state::decode(value)?;
+                    references.insert((model_id.clone(), model_version.clone()), decoded);
+                }
                 StateKey::Join(join_key) => {
                     entries.push((*join_key, state::decode::<JoinEntry>(value)?));
                 }
@@ -206,6 +232,19 @@ impl Engine {
         let Some(core) = core else {
             return Ok(None);
         };
+        // Every monitor's references were written with it (at its creation at the latest).
+        for (model_id, versions) in &mut engine.models {
+            for (model_version, monitor) in versions {
+                let found = references
+                    .remove(&(model_id.clone(), model_version.clone()))
+                    .ok_or_else(|| {
+                        StateError::Corrupt(format!(
+                            "model {model_id} version {model_version} has no references record"
+                        ))
+                    })?;
+                monitor.put_references(found).map_err(StateError::Corrupt)?;
+            }
+        }
         engine.clock = core.clock;
         engine.counters = core.counters;
         engine.ready = core
@@ -954,6 +993,7 @@ mod tests {
             for versions in engine.models.values_mut() {
                 for monitor in versions.values_mut() {
                     monitor.mark_changed();
+                    monitor.mark_references_changed();
                 }
             }
         }
@@ -966,9 +1006,79 @@ mod tests {
                 .collect()
         };
         assert_eq!(decoded(&left), decoded(&right));
+        let references = |log: &BTreeMap<StateKey, Vec<u8>>| -> Vec<(StateKey, SeriesReferences)> {
+            log.iter()
+                .filter(|(k, _)| matches!(k, StateKey::References { .. }))
+                .map(|(k, v)| (k.clone(), state::decode(v).unwrap()))
+                .collect()
+        };
+        assert_eq!(references(&left), references(&right));
+        assert_eq!(
+            references(&left).len(),
+            decoded(&left).len(),
+            "one references record per monitor"
+        );
         assert_eq!(reference.counters(), restored.counters());
         assert_eq!(reference.join_waiting(), restored.join_waiting());
         assert_eq!(reference.watermark(), restored.watermark());
+    }
+
+    #[test]
+    fn references_are_written_when_they_change_not_at_every_commit() {
+        let events = stream(3, 8_000, usize::MAX);
+        let mut engine = Engine::new(settings()).unwrap();
+        let mut log = BTreeMap::new();
+        // When each commit (every 500 events) wrote the references.
+        let mut written_at = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            engine.process(&Event::Prediction(event.clone()), SOURCE);
+            if (i + 1) % 500 == 0 {
+                let changes = engine.take_state_changes();
+                if changes
+                    .iter()
+                    .any(|c| matches!(c.key, StateKey::References { .. }))
+                {
+                    written_at.push(i + 1);
+                }
+                apply_changes(&mut log, changes);
+            }
+        }
+        // At creation (no reference yet) and when the 3,000-event warm-up froze.
+        assert_eq!(written_at, [500, 3_000]);
+        let model = StateKey::Model {
+            model_id: "m".into(),
+            model_version: "1".into(),
+        };
+        let references = StateKey::References {
+            model_id: "m".into(),
+            model_version: "1".into(),
+        };
+        assert!(
+            log[&references].len() > 5 * log[&model].len(),
+            "the reference samples are the bulk that no longer repeats: {} vs {} bytes",
+            log[&references].len(),
+            log[&model].len()
+        );
+        // The restored engine has its references back: it evaluates like the original.
+        let mut restored = Engine::restore(settings(), log.iter().map(|(k, v)| (k, &v[..])))
+            .unwrap()
+            .unwrap();
+        let later = stream(5, 20_000, 0);
+        for event in &later[8_000..] {
+            engine.process(&Event::Prediction(event.clone()), SOURCE);
+            restored.process(&Event::Prediction(event.clone()), SOURCE);
+        }
+        let (original, again) = (engine.drain_outputs(), restored.drain_outputs());
+        assert!(!alerts(&original).is_empty(), "the shifted stream alerts");
+        assert_eq!(original, again);
+        // A monitor without its references is refused, not run without them.
+        log.remove(&references);
+        let error =
+            Engine::restore(settings(), log.iter().map(|(k, v)| (k, &v[..]))).expect_err("refused");
+        assert!(
+            error.to_string().contains("no references record"),
+            "{error}"
+        );
     }
 
     #[test]

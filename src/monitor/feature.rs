@@ -170,6 +170,19 @@ impl SeriesTracker {
         self.reference.as_ref()
     }
 
+    /// Moves the reference out (the state changelog writes references as records of their
+    /// own, once, instead of with every window update); [`SeriesTracker::put_reference`]
+    /// puts it back.
+    pub fn take_reference(&mut self) -> Option<Reference> {
+        self.reference.take()
+    }
+
+    /// Puts back a reference moved out by [`SeriesTracker::take_reference`] or read from the
+    /// state changelog.
+    pub fn put_reference(&mut self, reference: Option<Reference>) {
+        self.reference = reference;
+    }
+
     /// Window observations (0 before monitoring).
     pub fn window_count(&self) -> u64 {
         self.window.as_ref().map_or(0, PaneWindow::count)

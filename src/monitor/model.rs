@@ -21,7 +21,9 @@ use super::quality::QualityReport;
 use super::schedule::CronSchedule;
 use super::settings::TaskKind;
 
-use super::feature::{DetectorResult, Observation, QualityCounts, SeriesEvaluation, SeriesTracker};
+use super::feature::{
+    DetectorResult, Observation, QualityCounts, Reference, SeriesEvaluation, SeriesTracker,
+};
 use super::output::{AlertState, DriftAlert, OffsetRange, Output, RetrainRequest, RetrainTrigger};
 use super::policy::{benjamini_hochberg, AlertBook, Verdict};
 use super::settings::{DetectorSettings, FeatureKind, MonitorSettings};
@@ -194,6 +196,24 @@ pub struct ModelMonitor {
     /// Changed since the state changelog last wrote it.
     #[serde(skip)]
     changed: bool,
+    /// References set or replaced since the state changelog last wrote them (at creation and
+    /// when warm-up freezes: rarely, while the rest changes at every commit).
+    #[serde(skip)]
+    references_changed: bool,
+}
+
+/// The frozen references of a monitor's series, as the state changelog stores them: apart
+/// from the monitor's record, because they are most of its size (the exact reference sample
+/// of every numeric series) and change only when warm-up ends, while windows and detectors
+/// change at every commit.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SeriesReferences {
+    /// Per feature slot; slots created after the record was written have none.
+    features: Vec<Option<Reference>>,
+    /// The score's reference.
+    score: Option<Reference>,
+    /// The predicted class's reference.
+    class: Option<Reference>,
 }
 
 /// The frozen reference of a model, built offline from training data by
@@ -254,6 +274,56 @@ impl ModelMonitor {
         std::mem::take(&mut self.changed)
     }
 
+    /// Notes that the state changelog must write this monitor's references again.
+    pub fn mark_references_changed(&mut self) {
+        self.references_changed = true;
+    }
+
+    /// Whether the references changed since the last call (and forgets it).
+    pub fn take_references_changed(&mut self) -> bool {
+        std::mem::take(&mut self.references_changed)
+    }
+
+    /// Moves the series' references out, leaving the monitor without them until
+    /// [`ModelMonitor::put_references`]: the state changelog encodes the monitor and its
+    /// references as separate records, and moving (not cloning) keeps that free.
+    pub fn take_references(&mut self) -> SeriesReferences {
+        SeriesReferences {
+            features: self
+                .features
+                .iter_mut()
+                .map(|feature| feature.tracker.take_reference())
+                .collect(),
+            score: self.score.take_reference(),
+            class: self.class.take_reference(),
+        }
+    }
+
+    /// Puts back references moved out by [`ModelMonitor::take_references`] or read from the
+    /// state changelog.
+    ///
+    /// # Errors
+    /// The references name more feature slots than the monitor has (records that do not
+    /// belong together).
+    pub fn put_references(&mut self, references: SeriesReferences) -> Result<(), String> {
+        if references.features.len() > self.features.len() {
+            return Err(format!(
+                "the references of {}/{} have {} feature slots, the monitor {}",
+                self.model_id,
+                self.model_version,
+                references.features.len(),
+                self.features.len()
+            ));
+        }
+        let mut features = references.features.into_iter();
+        for feature in &mut self.features {
+            feature.tracker.put_reference(features.next().flatten());
+        }
+        self.score.put_reference(references.score);
+        self.class.put_reference(references.class);
+        Ok(())
+    }
+
     /// A fresh monitor in warm-up.
     pub fn new(model_id: &str, model_version: &str, settings: &MonitorSettings) -> Self {
         let overrides = settings.model(model_id);
@@ -296,6 +366,7 @@ impl ModelMonitor {
                 .and_then(|expression| CronSchedule::parse(expression).ok()),
             schedule_checked_through: None,
             changed: true,
+            references_changed: true,
         }
         .with_baseline(settings)
     }
@@ -547,6 +618,7 @@ impl ModelMonitor {
         self.score.freeze(reference, panes);
         self.class.freeze(reference, panes);
         self.phase = Phase::Monitoring;
+        self.references_changed = true;
     }
 
     /// Closes panes up to `through`; when one of them held events of this model, evaluates

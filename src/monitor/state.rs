@@ -3,13 +3,16 @@
 //! An engine's state is split into records so that a commit writes only what changed:
 //! - one *engine* record per partition: the event-time clock, counters, the joined outcomes
 //!   waiting for their pane and the label join's scalars;
-//! - one *model* record per (model, version) monitor: references, pane windows, detectors
-//!   (ADWIN included), alert state machines, cooldowns, quality trackers;
+//! - one *model* record per (model, version) monitor: pane windows, detectors (ADWIN
+//!   included), alert state machines, cooldowns, quality trackers;
+//! - one *references* record per (model, version): the frozen references of its series. They
+//!   are most of a monitor's size (the exact reference sample of each numeric series, for
+//!   KS) and change only when warm-up ends, so they are written then, not at every commit;
 //! - one *join* record per waiting prediction or label (the join may hold a million entries;
 //!   rewriting all of them at every commit would not scale).
 //!
-//! Keys read `{group}/{partition}/e`, `{group}/{partition}/m/{model}/{version}` and
-//! `{group}/{partition}/j/{p|l}{hash:016x}`, with `%` and `/` escaped in names, so a compacted
+//! Keys read `{group}/{partition}/e`, `{group}/{partition}/m/{model}/{version}`,
+//! `{group}/{partition}/r/{model}/{version}` and `{group}/{partition}/j/{p|l}{hash:016x}`, with `%` and `/` escaped in names, so a compacted
 //! topic keeps exactly the latest value of each and a consumer group finds its own records.
 //! Partition, not only model and version, is part of the key because state is per partition:
 //! a model whose events are spread over partitions has one monitor in each.
@@ -26,8 +29,9 @@ use serde::Serialize;
 use super::join::{JoinKey, Side};
 
 /// The format version this release writes and reads.
-pub const STATE_FORMAT_VERSION: u16 = 2;
+pub const STATE_FORMAT_VERSION: u16 = 3;
 // History: 1 → 2 added the event-time jump guard to the pane clock and its counter.
+// 2 → 3 moved the series' references out of the model record into a record of their own.
 
 /// First bytes of every state value.
 const MAGIC: [u8; 2] = *b"DW";
@@ -39,6 +43,13 @@ pub enum StateKey {
     Engine,
     /// The monitor of one model version.
     Model {
+        /// Model id.
+        model_id: String,
+        /// Model version.
+        model_version: String,
+    },
+    /// The frozen references of one model version's series.
+    References {
         /// Model id.
         model_id: String,
         /// Model version.
@@ -132,6 +143,10 @@ impl StateKey {
                 model_id,
                 model_version,
             } => format!("{prefix}m/{}/{}", escape(model_id), escape(model_version)),
+            StateKey::References {
+                model_id,
+                model_version,
+            } => format!("{prefix}r/{}/{}", escape(model_id), escape(model_version)),
             StateKey::Join(JoinKey { side, key }) => {
                 let room = match side {
                     Side::Prediction => 'p',
@@ -157,6 +172,10 @@ impl StateKey {
         let key = match (segments.next(), segments.next(), segments.next()) {
             (Some("e"), None, None) => StateKey::Engine,
             (Some("m"), Some(model), Some(version)) => StateKey::Model {
+                model_id: unescape(model),
+                model_version: unescape(version),
+            },
+            (Some("r"), Some(model), Some(version)) => StateKey::References {
                 model_id: unescape(model),
                 model_version: unescape(version),
             },
@@ -190,6 +209,10 @@ mod tests {
                 model_id: "fraud/eu%v".into(),
                 model_version: "2024-01/rc".into(),
             },
+            StateKey::References {
+                model_id: "m/%".into(),
+                model_version: "%2F".into(),
+            },
             StateKey::Join(JoinKey {
                 side: Side::Label,
                 key: u64::MAX,
@@ -216,6 +239,7 @@ mod tests {
             "g/x/e",
             "g/1/q",
             "g/1/m/only",
+            "g/1/r/only",
             "g/1/j/z0000000000000001",
             "g/1/e/x",
         ] {
