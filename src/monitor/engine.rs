@@ -11,7 +11,10 @@ use crate::event::Event;
 
 use serde::{Deserialize, Serialize};
 
-use super::join::{JoinCounters, JoinEntry, JoinMeta, JoinedOutcome, LabelJoin};
+use super::join::{
+    JoinBatch, JoinCounters, JoinMeta, JoinRecord, JoinRemovals, JoinValue, JoinedOutcome,
+    LabelJoin,
+};
 use super::model::{
     Collected, EvaluationRecord, ManualOutcome, ModelMonitor, ModelStatus, QualityRecord,
     SeriesReferences, SourcePosition,
@@ -181,10 +184,13 @@ impl Engine {
                 debug_assert!(restored.is_ok(), "taken from this monitor, so they fit it");
             }
         }
-        for (key, entry) in self.join.take_changes() {
+        for (record, value) in self.join.take_changes() {
             changes.push(StateChange {
-                key: StateKey::Join(key),
-                value: entry.map(|entry| state::encode(&entry)),
+                key: StateKey::Join(record),
+                value: value.map(|value| match value {
+                    JoinValue::Batch(entries) => state::encode(&entries),
+                    JoinValue::Removals(arrivals) => state::encode(&arrivals),
+                }),
             });
         }
         changes
@@ -201,7 +207,7 @@ impl Engine {
     ) -> Result<Option<Self>, RestoreError> {
         let mut engine = Self::new(settings).map_err(RestoreError::Settings)?;
         let mut core: Option<EngineRecord> = None;
-        let mut entries = Vec::new();
+        let (mut batches, mut removals) = (Vec::new(), Vec::new());
         let mut references = BTreeMap::new();
         for (key, value) in records {
             match key {
@@ -224,8 +230,11 @@ impl Engine {
                     let decoded: SeriesReferences = state::decode(value)?;
                     references.insert((model_id.clone(), model_version.clone()), decoded);
                 }
-                StateKey::Join(join_key) => {
-                    entries.push((*join_key, state::decode::<JoinEntry>(value)?));
+                StateKey::Join(JoinRecord::Batch(first)) => {
+                    batches.push((*first, state::decode::<JoinBatch>(value)?));
+                }
+                StateKey::Join(JoinRecord::Removals(sequence)) => {
+                    removals.push((*sequence, state::decode::<JoinRemovals>(value)?));
                 }
             }
         }
@@ -257,7 +266,8 @@ impl Engine {
             performance.join_ttl_ms,
             performance.join_max_entries,
             core.join,
-            entries,
+            batches,
+            removals,
         );
         engine.core_changed = false;
         Ok(Some(engine))
@@ -1100,16 +1110,26 @@ mod tests {
             .iter()
             .position(|e| matches!(e, Event::Prediction(p) if p.event_id == "q300"))
             .unwrap();
-        for event in &events[..cut] {
+        // A commit every 40 events.
+        for (i, event) in events[..cut].iter().enumerate() {
             engine.process(event, SOURCE);
-            apply_changes(&mut log, engine.take_state_changes());
+            if i % 40 == 39 || i + 1 == cut {
+                apply_changes(&mut log, engine.take_state_changes());
+            }
         }
-        let waiting = log
+        assert_eq!(engine.join_waiting(), 50, "predictions 250..300 wait");
+        let restored = Engine::restore(labelled_settings(), log.iter().map(|(k, v)| (k, &v[..])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(restored.join_waiting(), 50);
+        assert_eq!(restored.join.entries(), engine.join.entries());
+        // Batches of the commits whose predictions wait, and lists of what left them: a
+        // handful of records, not one per entry; joined predictions' batches are gone.
+        let records = log
             .keys()
             .filter(|k| matches!(k, StateKey::Join(_)))
             .count();
-        assert_eq!(waiting, engine.join_waiting());
-        assert_eq!(waiting, 50, "predictions 250..300 wait for their labels");
+        assert!((1..=8).contains(&records), "{records} join records");
         assert!(
             engine.take_state_changes().is_empty(),
             "nothing changed since"

@@ -13,9 +13,17 @@
 //! a 64-bit FNV-1a hash of (model_id, event_id) — a collision among a million waiting entries
 //! has a probability of about 3e-8 — and repeated strings (versions, classes, groups) are
 //! interned. About 90 bytes per waiting prediction, hash table and arrival queue included.
+//!
+//! State changelog: entries are written in *batches*, one record per commit interval holding
+//! the entries that arrived in it and still wait, named by the first one's arrival number.
+//! An entry that leaves an older batch (matched, expired, evicted) is listed in a *removals*
+//! record of that commit; a batch whose entries have all left is deleted, and a removals
+//! record is deleted once every batch it names is. A batch that has lost three quarters of
+//! its entries is rewritten with the rest, so the log stays proportional to what waits. One
+//! record per entry would cost a record (and a producer call) per prediction.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
@@ -133,15 +141,37 @@ pub enum Side {
     Label,
 }
 
-/// Names one waiting entry in the state changelog: its room and its (model_id, event_id)
-/// hash.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct JoinKey {
-    /// The waiting room.
-    pub side: Side,
-    /// FNV-1a hash of (model_id, event_id).
-    pub key: u64,
+/// Names one record of the label join in the state changelog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JoinRecord {
+    /// A batch of entries, by the arrival number of its first entry.
+    Batch(u64),
+    /// A list of entries that left their batches, by its sequence number.
+    Removals(u64),
 }
+
+/// A batch record's value: waiting entries with their (model_id, event_id) hash, in arrival
+/// order.
+pub type JoinBatch = Vec<(u64, JoinEntry)>;
+
+/// A removals record's value: arrival numbers of entries that left their batches, ascending.
+pub type JoinRemovals = Vec<u64>;
+
+/// The new value of a join record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JoinValue {
+    /// A batch's entries.
+    Batch(JoinBatch),
+    /// Removed arrival numbers.
+    Removals(JoinRemovals),
+}
+
+/// Largest batch record, estimated with [`JoinEntry::size_bound`]: a commit interval of
+/// heavy traffic is split into several batches rather than one record the broker refuses.
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A batch is rewritten with its remaining entries once at most this fraction of them waits.
+const REWRITE_WHEN_LIVE_AT_MOST: (u64, u64) = (1, 4);
 
 /// A waiting entry as the state changelog stores it: self-contained (strings resolved, not
 /// interned ids), so a restored join may intern in any order.
@@ -165,14 +195,111 @@ pub enum JoinEntry {
     },
 }
 
+impl JoinEntry {
+    /// The entry's arrival number.
+    pub fn arrival(&self) -> u64 {
+        match self {
+            JoinEntry::Prediction { arrival, .. } | JoinEntry::Label { arrival, .. } => *arrival,
+        }
+    }
+
+    /// The entry's waiting room.
+    pub fn side(&self) -> Side {
+        match self {
+            JoinEntry::Prediction { .. } => Side::Prediction,
+            JoinEntry::Label { .. } => Side::Label,
+        }
+    }
+
+    /// An upper bound of the entry's encoded size with its key (varints at their longest),
+    /// cheap enough to sum over every entry of a batch.
+    fn size_bound(&self) -> usize {
+        const FIXED: usize = 64;
+        match self {
+            JoinEntry::Prediction { summary, .. } => {
+                let text = |t: &Option<String>| t.as_ref().map_or(1, |t| t.len() + 11);
+                FIXED
+                    + summary.model_version.len()
+                    + text(&summary.class)
+                    + text(&summary.group)
+                    + summary
+                        .probabilities
+                        .iter()
+                        .map(|(class, _)| class.len() + 18)
+                        .sum::<usize>()
+            }
+            JoinEntry::Label { truth, .. } => {
+                FIXED
+                    + match truth {
+                        Truth::Class(class) => class.len() + 10,
+                        Truth::Number(_) => 8,
+                    }
+            }
+        }
+    }
+}
+
 /// The join's scalars, stored with the engine's record (the entries are records of their
 /// own).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JoinMeta {
     /// Next arrival number.
     pub next_arrival: u64,
+    /// Sequence number of the next removals record.
+    pub next_removals: u64,
     /// Counters so far.
     pub counters: JoinCounters,
+}
+
+/// A batch record the changelog holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct BatchBook {
+    /// Entries the record holds.
+    written: u64,
+    /// Of those, entries still waiting.
+    live: u64,
+    /// Removals records that name entries of this batch.
+    removals: Vec<u64>,
+}
+
+/// What the state changelog holds of the join, so a commit writes only the difference.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct ChangelogBook {
+    /// Entries with a smaller arrival number were written (in a batch) already.
+    written_through: u64,
+    /// Arrival numbers of written entries that left since the last write.
+    removed: Vec<u64>,
+    /// Batch records, by first arrival.
+    batches: BTreeMap<u64, BatchBook>,
+    /// Removals records, by sequence: how many of the batches they name are still there.
+    removals: BTreeMap<u64, u32>,
+    /// Sequence number of the next removals record.
+    next_removals: u64,
+    /// Records to delete at the next write (found useless at a restore).
+    doomed: Vec<JoinRecord>,
+}
+
+impl ChangelogBook {
+    /// A written entry left the join.
+    fn removed(&mut self, arrival: u64) {
+        // Entries that arrived since the last write leave no trace: they were never written.
+        if arrival < self.written_through {
+            self.removed.push(arrival);
+        }
+    }
+
+    /// `batch` no longer needs its removals records; deletes those that name nothing else.
+    fn release(&mut self, batch: &BatchBook, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
+        for sequence in &batch.removals {
+            if let Some(count) = self.removals.get_mut(sequence) {
+                *count -= 1;
+                if *count == 0 {
+                    self.removals.remove(sequence);
+                    changes.push((JoinRecord::Removals(*sequence), None));
+                }
+            }
+        }
+    }
 }
 
 /// Id of an interned string; [`NONE`] for an absent value.
@@ -272,10 +399,10 @@ pub struct LabelJoin {
     /// Classes and group values.
     strings: Interner,
     counters: JoinCounters,
-    /// Entries added or removed since the last [`LabelJoin::take_changes`]: the state
-    /// changelog writes these, not the whole join (which may hold a million entries).
+    /// What the state changelog holds of the entries: it writes the difference, not the
+    /// whole join (which may hold a million entries).
     #[serde(skip)]
-    changed: Vec<JoinKey>,
+    book: ChangelogBook,
 }
 
 impl LabelJoin {
@@ -292,7 +419,7 @@ impl LabelJoin {
             versions: Interner::default(),
             strings: Interner::default(),
             counters: JoinCounters::default(),
-            changed: Vec::new(),
+            book: ChangelogBook::default(),
         }
     }
 
@@ -300,64 +427,225 @@ impl LabelJoin {
     pub fn meta(&self) -> JoinMeta {
         JoinMeta {
             next_arrival: self.next_arrival,
+            next_removals: self.book.next_removals,
             counters: self.counters,
         }
     }
 
-    /// Entries changed since the last call, each with its current value (`None`: it left
-    /// the join), in key order.
-    pub fn take_changes(&mut self) -> Vec<(JoinKey, Option<JoinEntry>)> {
-        let mut changed = std::mem::take(&mut self.changed);
-        changed.sort_unstable();
-        changed.dedup();
-        changed
-            .into_iter()
-            .map(|key| (key, self.entry(key)))
+    /// The changelog records to write since the last call (`None`: delete the record): the
+    /// batch of entries that arrived and still wait, a removals record for entries that left
+    /// older batches, and deletions of batches and removals records that hold nothing live.
+    pub fn take_changes(&mut self) -> Vec<(JoinRecord, Option<JoinValue>)> {
+        let mut changes: Vec<(JoinRecord, Option<JoinValue>)> =
+            std::mem::take(&mut self.book.doomed)
+                .into_iter()
+                .map(|record| (record, None))
+                .collect();
+        self.write_new_batches(&mut changes);
+        self.write_removals(&mut changes);
+        changes
+    }
+
+    /// Writes the entries that arrived since the last write and still wait.
+    fn write_new_batches(&mut self, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
+        let start = self
+            .arrivals
+            .partition_point(|a| a.arrival < self.book.written_through);
+        let mut batch: JoinBatch = Vec::new();
+        let mut bytes = 0;
+        for index in start..self.arrivals.len() {
+            let Some(entry) = self.entry_of(&self.arrivals[index]) else {
+                continue;
+            };
+            bytes += entry.size_bound();
+            batch.push((self.arrivals[index].key, entry));
+            if bytes >= BATCH_BYTES {
+                self.open_batch(std::mem::take(&mut batch), changes);
+                bytes = 0;
+            }
+        }
+        self.open_batch(batch, changes);
+        self.book.written_through = self.next_arrival;
+    }
+
+    fn open_batch(&mut self, batch: JoinBatch, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
+        let Some((_, first)) = batch.first() else {
+            return;
+        };
+        let first = first.arrival();
+        let count = batch.len() as u64;
+        self.book.batches.insert(
+            first,
+            BatchBook {
+                written: count,
+                live: count,
+                removals: Vec::new(),
+            },
+        );
+        changes.push((JoinRecord::Batch(first), Some(JoinValue::Batch(batch))));
+    }
+
+    /// Accounts for the written entries that left: deletes emptied batches, rewrites mostly
+    /// empty ones, and lists the rest in one removals record.
+    fn write_removals(&mut self, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
+        let mut by_batch: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+        for arrival in std::mem::take(&mut self.book.removed) {
+            // Every written entry is in the batch with the largest first arrival ≤ its own.
+            if let Some((&first, batch)) = self.book.batches.range_mut(..=arrival).next_back() {
+                batch.live = batch.live.saturating_sub(1);
+                by_batch.entry(first).or_default().push(arrival);
+            }
+        }
+        let sequence = self.book.next_removals;
+        let (mut listed, mut named) = (Vec::new(), 0_u32);
+        for (first, arrivals) in by_batch {
+            let Some(batch) = self.book.batches.get(&first).cloned() else {
+                continue;
+            };
+            let (at_most, of) = REWRITE_WHEN_LIVE_AT_MOST;
+            if batch.live == 0 {
+                self.book.batches.remove(&first);
+                self.book.release(&batch, changes);
+                changes.push((JoinRecord::Batch(first), None));
+            } else if batch.live * of <= batch.written * at_most {
+                let entries = self.batch_entries(first);
+                self.book.release(&batch, changes);
+                self.book.batches.insert(
+                    first,
+                    BatchBook {
+                        written: entries.len() as u64,
+                        live: entries.len() as u64,
+                        removals: Vec::new(),
+                    },
+                );
+                changes.push((JoinRecord::Batch(first), Some(JoinValue::Batch(entries))));
+            } else {
+                listed.extend(arrivals);
+                named += 1;
+                if let Some(book) = self.book.batches.get_mut(&first) {
+                    book.removals.push(sequence);
+                }
+            }
+        }
+        if named > 0 {
+            listed.sort_unstable();
+            self.book.removals.insert(sequence, named);
+            self.book.next_removals += 1;
+            changes.push((
+                JoinRecord::Removals(sequence),
+                Some(JoinValue::Removals(listed)),
+            ));
+        }
+    }
+
+    /// The waiting entries of the batch starting at arrival `first`.
+    fn batch_entries(&self, first: u64) -> JoinBatch {
+        let end = self
+            .book
+            .batches
+            .range(first + 1..)
+            .next()
+            .map_or(self.book.written_through, |(&next, _)| next);
+        let start = self.arrivals.partition_point(|a| a.arrival < first);
+        self.arrivals
+            .range(start..)
+            .take_while(|a| a.arrival < end)
+            .filter_map(|a| Some((a.key, self.entry_of(a)?)))
             .collect()
     }
 
-    /// The self-contained form of a waiting entry.
-    fn entry(&self, key: JoinKey) -> Option<JoinEntry> {
-        match key.side {
+    /// The self-contained form of the entry that arrived as `arrival`, if it still waits.
+    fn entry_of(&self, arrival: &Arrival) -> Option<JoinEntry> {
+        match arrival.side {
             Side::Prediction => self
                 .predictions
-                .get(&key.key)
+                .get(&arrival.key)
+                .filter(|w| w.arrival == arrival.arrival)
                 .map(|w| JoinEntry::Prediction {
                     arrival: w.arrival,
                     summary: self.summary_of(w),
                 }),
-            Side::Label => self.labels.get(&key.key).map(|w| JoinEntry::Label {
-                arrival: w.arrival,
-                timestamp: w.timestamp,
-                truth: w.truth.clone(),
-            }),
+            Side::Label => self
+                .labels
+                .get(&arrival.key)
+                .filter(|w| w.arrival == arrival.arrival)
+                .map(|w| JoinEntry::Label {
+                    arrival: w.arrival,
+                    timestamp: w.timestamp,
+                    truth: w.truth.clone(),
+                }),
         }
     }
 
-    /// A join rebuilt from its changelog: `meta` and the live entries. Entries are queued in
-    /// arrival order, so expiry and eviction continue in the order they would have.
-    /// (Matched entries' arrival tombstones are not restored: after a restore the size bound
-    /// counts live entries only, so an eviction may come a little later than it would have.)
+    /// A join rebuilt from its changelog: `meta`, the batch records and the removals
+    /// records. Entries are queued in arrival order, so expiry and eviction continue in the
+    /// order they would have. (Matched entries' arrival tombstones are not restored: after a
+    /// restore the size bound counts live entries only, so an eviction may come a little
+    /// later than it would have.)
     pub fn restore(
         ttl_ms: i64,
         max_entries: usize,
         meta: JoinMeta,
-        entries: impl IntoIterator<Item = (JoinKey, JoinEntry)>,
+        batches: impl IntoIterator<Item = (u64, JoinBatch)>,
+        removals: impl IntoIterator<Item = (u64, JoinRemovals)>,
     ) -> Self {
         let mut join = Self::new(ttl_ms, max_entries);
-        let mut entries: Vec<(JoinKey, JoinEntry)> = entries.into_iter().collect();
-        entries.sort_by_key(|(_, entry)| match entry {
-            JoinEntry::Prediction { arrival, .. } | JoinEntry::Label { arrival, .. } => *arrival,
-        });
+        let removals: BTreeMap<u64, JoinRemovals> = removals.into_iter().collect();
+        let removed: HashSet<u64> = removals.values().flatten().copied().collect();
+        let mut entries: Vec<(u64, JoinEntry)> = Vec::new();
+        // Every batch record, live or not, for finding which batch an arrival belongs to.
+        let mut alive: BTreeMap<u64, bool> = BTreeMap::new();
+        for (first, batch) in batches {
+            let written = batch.len() as u64;
+            let before = entries.len();
+            entries.extend(
+                batch
+                    .into_iter()
+                    .filter(|(_, entry)| !removed.contains(&entry.arrival())),
+            );
+            let live = (entries.len() - before) as u64;
+            alive.insert(first, live > 0);
+            if live > 0 {
+                join.book.batches.insert(
+                    first,
+                    BatchBook {
+                        written,
+                        live,
+                        removals: Vec::new(),
+                    },
+                );
+            } else {
+                join.book.doomed.push(JoinRecord::Batch(first));
+            }
+        }
+        for (sequence, arrivals) in removals {
+            let named: BTreeSet<u64> = arrivals
+                .iter()
+                .filter_map(|&arrival| alive.range(..=arrival).next_back())
+                .filter(|(_, &live)| live)
+                .map(|(&first, _)| first)
+                .collect();
+            if named.is_empty() {
+                join.book.doomed.push(JoinRecord::Removals(sequence));
+                continue;
+            }
+            for first in &named {
+                if let Some(batch) = join.book.batches.get_mut(first) {
+                    batch.removals.push(sequence);
+                }
+            }
+            join.book.removals.insert(sequence, named.len() as u32);
+        }
+        entries.sort_by_key(|(_, entry)| entry.arrival());
         for (key, entry) in entries {
             match entry {
                 JoinEntry::Prediction { arrival, summary } => {
                     let waiting = join.waiting_prediction(arrival, &summary);
-                    join.predictions.insert(key.key, waiting);
+                    join.predictions.insert(key, waiting);
                     join.arrivals.push_back(Arrival {
                         arrival,
                         side: Side::Prediction,
-                        key: key.key,
+                        key,
                     });
                 }
                 JoinEntry::Label {
@@ -366,7 +654,7 @@ impl LabelJoin {
                     truth,
                 } => {
                     join.labels.insert(
-                        key.key,
+                        key,
                         WaitingLabel {
                             arrival,
                             timestamp,
@@ -376,11 +664,13 @@ impl LabelJoin {
                     join.arrivals.push_back(Arrival {
                         arrival,
                         side: Side::Label,
-                        key: key.key,
+                        key,
                     });
                 }
             }
         }
+        join.book.written_through = meta.next_arrival;
+        join.book.next_removals = meta.next_removals;
         join.next_arrival = meta.next_arrival;
         join.counters = meta.counters;
         join
@@ -431,8 +721,12 @@ impl LabelJoin {
         }
     }
 
-    fn mark(&mut self, side: Side, key: u64) {
-        self.changed.push(JoinKey { side, key });
+    /// Every waiting entry with its key, in arrival order.
+    pub fn entries(&self) -> Vec<(u64, JoinEntry)> {
+        self.arrivals
+            .iter()
+            .filter_map(|a| Some((a.key, self.entry_of(a)?)))
+            .collect()
     }
 
     /// Counters so far.
@@ -455,7 +749,7 @@ impl LabelJoin {
         let key = join_key(&event.model_id, &event.event_id);
         if let Some(label) = self.labels.remove(&key) {
             self.counters.joined += 1;
-            self.mark(Side::Label, key);
+            self.book.removed(label.arrival);
             return Some(JoinedOutcome {
                 model_id: event.model_id.to_string(),
                 event_id: event.event_id.to_string(),
@@ -506,7 +800,6 @@ impl LabelJoin {
                     .collect()
             }),
         });
-        self.mark(Side::Prediction, key);
         self.enforce_bound();
         None
     }
@@ -517,7 +810,7 @@ impl LabelJoin {
         let key = join_key(&event.model_id, &event.event_id);
         if let Some(prediction) = self.predictions.remove(&key) {
             self.counters.joined += 1;
-            self.mark(Side::Prediction, key);
+            self.book.removed(prediction.arrival);
             return Some(JoinedOutcome {
                 model_id: event.model_id.to_string(),
                 event_id: event.event_id.to_string(),
@@ -531,7 +824,6 @@ impl LabelJoin {
             return None;
         }
         let arrival = Self::arrive(&mut self.next_arrival, &mut self.arrivals, Side::Label, key);
-        self.mark(Side::Label, key);
         self.labels.insert(
             key,
             WaitingLabel {
@@ -604,7 +896,7 @@ impl LabelJoin {
         };
         let live = self.entry_timestamp(&front).is_some();
         if live {
-            self.mark(front.side, front.key);
+            self.book.removed(front.arrival);
             match front.side {
                 Side::Prediction => {
                     self.predictions.remove(&front.key);
@@ -737,5 +1029,144 @@ mod tests {
         assert_eq!(counters.duplicate_labels, 1);
         assert_eq!(counters.duplicate_predictions, 1);
         assert_eq!(join.waiting(), 2);
+    }
+
+    /// A compacted changelog of the join: the latest value of each record.
+    type Log = BTreeMap<JoinRecord, JoinValue>;
+
+    fn write(log: &mut Log, join: &mut LabelJoin) -> usize {
+        let changes = join.take_changes();
+        let written = changes.len();
+        for (record, value) in changes {
+            match value {
+                Some(value) => log.insert(record, value),
+                None => log.remove(&record),
+            };
+        }
+        written
+    }
+
+    fn restored(log: &Log, meta: JoinMeta, max_entries: usize) -> LabelJoin {
+        let batches = log
+            .iter()
+            .filter_map(|(record, value)| match (record, value) {
+                (JoinRecord::Batch(first), JoinValue::Batch(entries)) => {
+                    Some((*first, entries.clone()))
+                }
+                _ => None,
+            });
+        let removals = log
+            .iter()
+            .filter_map(|(record, value)| match (record, value) {
+                (JoinRecord::Removals(sequence), JoinValue::Removals(arrivals)) => {
+                    Some((*sequence, arrivals.clone()))
+                }
+                _ => None,
+            });
+        LabelJoin::restore(10_000, max_entries, meta, batches, removals)
+    }
+
+    #[test]
+    fn the_changelog_restores_exactly_the_waiting_entries_and_keeps_nothing_stale() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        for seed in 0..40 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let max_entries = rng.random_range(50..400);
+            let mut join = LabelJoin::new(10_000, max_entries);
+            let mut log = Log::new();
+            let (mut next_id, mut now) = (0_u64, 0_i64);
+            for step in 0..3_000 {
+                match rng.random_range(0..10) {
+                    // Predictions, most of which get a label later (or earlier).
+                    0..=4 => {
+                        join.offer_prediction(&prediction(&format!("e{next_id}"), now), None);
+                        next_id += 1;
+                    }
+                    5..=7 if next_id > 0 => {
+                        let back = rng.random_range(0..next_id.min(300)) as i64;
+                        let id = next_id as i64 - 1 - back + rng.random_range(0..3);
+                        join.offer_label(&label(&format!("e{id}"), now));
+                    }
+                    _ => {
+                        now += rng.random_range(0..400);
+                        join.expire(now);
+                    }
+                }
+                if rng.random_range(0..25) == 0 || step == 2_999 {
+                    write(&mut log, &mut join);
+                    let again = restored(&log, join.meta(), max_entries);
+                    assert_eq!(again.entries(), join.entries(), "seed {seed} step {step}");
+                    assert_eq!(again.meta(), join.meta());
+                    // Half the time carry on from the restored join: its account of the
+                    // changelog must be as good as the original's.
+                    if rng.random_bool(0.5) {
+                        join = again;
+                    }
+                }
+            }
+            // When nothing waits any more, nothing of the join stays in the changelog.
+            join.expire(i64::MAX);
+            write(&mut log, &mut join);
+            assert_eq!(join.waiting(), 0);
+            assert!(
+                log.is_empty(),
+                "seed {seed}: stale records {:?}",
+                log.keys()
+            );
+        }
+    }
+
+    #[test]
+    fn a_commit_writes_a_few_records_not_one_per_entry() {
+        let mut join = LabelJoin::new(i64::MAX, 1_000_000);
+        let mut log = Log::new();
+        for i in 0..10_000 {
+            join.offer_prediction(&prediction(&format!("p{i}"), i), None);
+        }
+        assert_eq!(write(&mut log, &mut join), 1, "one batch");
+        // Labels for a scattered tenth: one removals record.
+        for i in (0..10_000).step_by(10) {
+            join.offer_label(&label(&format!("p{i}"), 20_000));
+        }
+        assert_eq!(write(&mut log, &mut join), 1, "one removals record");
+        // Most of the rest: the batch is rewritten with what is left, and the removals record,
+        // now useless, is deleted.
+        for i in (0..10_000).filter(|i| i % 10 != 0 && i % 7 != 0) {
+            join.offer_label(&label(&format!("p{i}"), 20_000));
+        }
+        assert_eq!(write(&mut log, &mut join), 2);
+        assert_eq!(log.len(), 1);
+        let Some(JoinValue::Batch(left)) = log.values().next() else {
+            panic!("a batch");
+        };
+        assert_eq!(left.len(), join.waiting());
+        assert_eq!(
+            restored(&log, join.meta(), 1_000_000).entries(),
+            join.entries()
+        );
+    }
+
+    #[test]
+    fn heavy_intervals_are_split_into_batches_the_broker_accepts() {
+        let mut join = LabelJoin::new(i64::MAX, 1_000_000);
+        for i in 0..60_000 {
+            let mut event = prediction(&format!("p{i}"), i);
+            let class = format!("a-rather-long-class-name-{}", i % 1_000);
+            event.prediction.label = Some(Cow::Owned(class));
+            join.offer_prediction(&event, None);
+        }
+        let changes = join.take_changes();
+        assert!(changes.len() > 1, "{} records", changes.len());
+        let mut total = 0;
+        for (_, value) in &changes {
+            let Some(JoinValue::Batch(entries)) = value else {
+                panic!("batches only");
+            };
+            total += entries.len();
+            let bytes = postcard::to_allocvec(entries).unwrap().len();
+            assert!(bytes <= BATCH_BYTES, "{bytes} bytes");
+        }
+        assert_eq!(total, 60_000);
     }
 }

@@ -8,11 +8,12 @@
 //! - one *references* record per (model, version): the frozen references of its series. They
 //!   are most of a monitor's size (the exact reference sample of each numeric series, for
 //!   KS) and change only when warm-up ends, so they are written then, not at every commit;
-//! - one *join* record per waiting prediction or label (the join may hold a million entries;
-//!   rewriting all of them at every commit would not scale).
+//! - *join* records: batches of waiting predictions and labels, and lists of entries that
+//!   left them (see [`super::join`]; the join may hold a million entries, so a commit writes
+//!   what changed, in a few records).
 //!
 //! Keys read `{group}/{partition}/e`, `{group}/{partition}/m/{model}/{version}`,
-//! `{group}/{partition}/r/{model}/{version}` and `{group}/{partition}/j/{p|l}{hash:016x}`, with `%` and `/` escaped in names, so a compacted
+//! `{group}/{partition}/r/{model}/{version}` and `{group}/{partition}/j/{b|x}{number:016x}`, with `%` and `/` escaped in names, so a compacted
 //! topic keeps exactly the latest value of each and a consumer group finds its own records.
 //! Partition, not only model and version, is part of the key because state is per partition:
 //! a model whose events are spread over partitions has one monitor in each.
@@ -26,12 +27,13 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::join::{JoinKey, Side};
+use super::join::JoinRecord;
 
 /// The format version this release writes and reads.
 pub const STATE_FORMAT_VERSION: u16 = 3;
 // History: 1 → 2 added the event-time jump guard to the pane clock and its counter.
-// 2 → 3 moved the series' references out of the model record into a record of their own.
+// 2 → 3 moved the series' references out of the model record into a record of their own,
+// and wrote the label join in batches instead of one record per entry.
 
 /// First bytes of every state value.
 const MAGIC: [u8; 2] = *b"DW";
@@ -55,8 +57,8 @@ pub enum StateKey {
         /// Model version.
         model_version: String,
     },
-    /// One waiting entry of the label join.
-    Join(JoinKey),
+    /// A record of the label join: a batch of waiting entries or a removals list.
+    Join(JoinRecord),
 }
 
 /// A record of the changelog: a key of one partition and its new value (`None` deletes it:
@@ -147,12 +149,9 @@ impl StateKey {
                 model_id,
                 model_version,
             } => format!("{prefix}r/{}/{}", escape(model_id), escape(model_version)),
-            StateKey::Join(JoinKey { side, key }) => {
-                let room = match side {
-                    Side::Prediction => 'p',
-                    Side::Label => 'l',
-                };
-                format!("{prefix}j/{room}{key:016x}")
+            StateKey::Join(JoinRecord::Batch(first)) => format!("{prefix}j/b{first:016x}"),
+            StateKey::Join(JoinRecord::Removals(sequence)) => {
+                format!("{prefix}j/x{sequence:016x}")
             }
         }
     }
@@ -179,14 +178,13 @@ impl StateKey {
                 model_id: unescape(model),
                 model_version: unescape(version),
             },
-            (Some("j"), Some(entry), None) if entry.len() == 17 => {
-                let side = match &entry[..1] {
-                    "p" => Side::Prediction,
-                    "l" => Side::Label,
+            (Some("j"), Some(record), None) if record.len() == 17 => {
+                let number = u64::from_str_radix(&record[1..], 16).map_err(|_| bad())?;
+                match &record[..1] {
+                    "b" => StateKey::Join(JoinRecord::Batch(number)),
+                    "x" => StateKey::Join(JoinRecord::Removals(number)),
                     _ => return Err(bad()),
-                };
-                let key = u64::from_str_radix(&entry[1..], 16).map_err(|_| bad())?;
-                StateKey::Join(JoinKey { side, key })
+                }
             }
             _ => return Err(bad()),
         };
@@ -213,14 +211,8 @@ mod tests {
                 model_id: "m/%".into(),
                 model_version: "%2F".into(),
             },
-            StateKey::Join(JoinKey {
-                side: Side::Label,
-                key: u64::MAX,
-            }),
-            StateKey::Join(JoinKey {
-                side: Side::Prediction,
-                key: 7,
-            }),
+            StateKey::Join(JoinRecord::Batch(u64::MAX)),
+            StateKey::Join(JoinRecord::Removals(7)),
         ];
         for key in keys {
             let record = key.record_key("team/a", 12);
