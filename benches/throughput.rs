@@ -1630,7 +1630,8 @@ fn run() -> AnyResult<()> {
         if let Some((records, bytes, transactions)) = e2e_runs.last().and_then(|r| r.state) {
             println!(
                 "(b) state changelog: {} records, {:.1} MB, in {} committed transactions \
-                 (label-join entries are a record each; changed models' state at each commit).",
+                 (per commit: the changed models' records, a batch of the label-join entries \
+                 that arrived; references once per model, when warm-up ends).",
                 thousands(records as f64),
                 bytes as f64 / 1e6,
                 transactions
