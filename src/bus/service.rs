@@ -1195,6 +1195,10 @@ impl Loop<'_> {
                 return self.settle(Err(error), consumer);
             }
         }
+        // Only the commit leaves the loop's thread, not the offsets above: they depend on the
+        // group's generation, and the rebalance callback waits for the commit thread, so a
+        // thread retrying offsets through a rebalance would wait for the callback that waits
+        // for it (seen in the scale-out test: both stuck until the retry deadline).
         transaction.committing.store(true, Ordering::Release);
         let producer = self.producer.clone();
         let shared = transaction.clone();
