@@ -525,7 +525,15 @@ fn scaling_out_one_to_three_and_in_to_two_keeps_exactly_once() {
     let wait_progress = |instances: &[&RunningBinary], at_least: u64| {
         let deadline = Instant::now() + Duration::from_secs(120);
         while progress(instances) < at_least {
-            assert!(Instant::now() < deadline, "no progress");
+            assert!(
+                Instant::now() < deadline,
+                "no progress; the instances' logs:\n{}",
+                instances
+                    .iter()
+                    .map(|i| i.log())
+                    .collect::<Vec<_>>()
+                    .join("\n----\n")
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
