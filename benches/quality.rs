@@ -212,7 +212,7 @@ fn run_windowed(stream: &[f64], stat: WindowStat) -> Vec<usize> {
     let mut alarms = Vec::new();
     for (i, &x) in stream.iter().enumerate().skip(REFERENCE_LEN) {
         let timestamp = i as i64 * EVENT_SPACING_MS;
-        match clock.admit(timestamp) {
+        match clock.admit(timestamp, None) {
             Admission::OnTime { pane } => window.record_value(pane, grid.cell_of(x), x),
             Admission::Late | Admission::TooFarAhead => {
                 unreachable!("timestamps increase evenly and no jump guard is set")

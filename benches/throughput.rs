@@ -1023,6 +1023,7 @@ fn decode_and_process(traffic: &Traffic, format: Format) -> (f64, usize, usize) 
                 topic: TOPIC,
                 partition: p as i32,
                 offset: offsets[p],
+                written_at: None,
             },
         );
         offsets[p] += 1;
@@ -1059,6 +1060,7 @@ fn engine_only(traffic: &Traffic, format: Format) -> f64 {
                     topic: TOPIC,
                     partition: *p as i32,
                     offset: offsets[*p],
+                    written_at: None,
                 },
             );
             offsets[*p] += 1;
@@ -1124,6 +1126,7 @@ fn latency(traffic: &Traffic, format: Format) -> Latency {
                 topic: TOPIC,
                 partition: p as i32,
                 offset: offsets[p],
+                written_at: None,
             },
         );
         black_box(engine.drain_outputs());

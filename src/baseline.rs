@@ -213,6 +213,7 @@ pub fn build(
         topic: "baseline",
         partition: 0,
         offset: 0,
+        written_at: None,
     };
     for row in &kept {
         monitor.observe(&row.event, 0, source, &settings);

@@ -202,6 +202,7 @@ pub fn replay(
             topic: &topic,
             partition: 0,
             offset: line_number,
+            written_at: None,
         };
         engine.process(&event, source);
         for output in engine.drain_outputs() {

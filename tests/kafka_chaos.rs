@@ -56,6 +56,8 @@ fn env_number(name: &str, default: usize) -> usize {
 struct Read {
     partition: i32,
     offset: i64,
+    /// The record's timestamp (the producer's create time).
+    timestamp: Option<i64>,
     payload: Option<Vec<u8>>,
     key: Vec<u8>,
     headers: BTreeMap<String, String>,
@@ -91,6 +93,7 @@ fn read_to_end(topic: &str) -> Vec<Read> {
             Some(Ok(message)) => records.push(Read {
                 partition: message.partition(),
                 offset: message.offset(),
+                timestamp: message.timestamp().to_millis(),
                 payload: message.payload().map(<[u8]>::to_vec),
                 key: message.key().unwrap_or(&[]).to_vec(),
                 headers: message
@@ -387,6 +390,7 @@ impl Expected {
                                 topic,
                                 partition,
                                 offset: record.offset,
+                                written_at: record.timestamp,
                             },
                         );
                         for output in engine.drain_outputs() {

@@ -350,8 +350,13 @@ fn two_instances_split_partitions() {
 fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
     let config = test_config("binary", 2);
     let events = stream("m", 3_000, usize::MAX, 6);
-    let messages: Vec<_> = events
-        .iter()
+    // The partition's first record is stamped in microseconds: refused by its record
+    // timestamp (when it was written), it must not set the watermark and make the 3,000 good
+    // events after it late.
+    let mut far_ahead = events[0].clone();
+    far_ahead.timestamp *= 1_000;
+    let messages: Vec<_> = std::iter::once(&far_ahead)
+        .chain(&events)
         .map(|e| (b"m".to_vec(), encode_prediction_json(e)))
         .collect();
     produce(&config.topics.predictions, &messages);
@@ -360,8 +365,12 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
         "driftwatch_events_total{{outcome=\"accepted\",topic=\"{}\"}} 3000",
         config.topics.predictions
     );
+    let too_far_ahead = format!(
+        "driftwatch_events_total{{outcome=\"too_far_ahead\",topic=\"{}\"}} 1",
+        config.topics.predictions
+    );
     service.wait_for("/metrics", Duration::from_secs(60), |body| {
-        body.contains(&accepted)
+        body.contains(&accepted) && body.contains(&too_far_ahead)
     });
     assert_eq!(service.get("/healthz").map(|r| r.0), Some(200));
     assert_eq!(service.get("/readyz").map(|r| r.0), Some(200));
@@ -382,7 +391,7 @@ fn run_command_serves_http_and_stops_cleanly_on_sigterm() {
             .iter()
             .filter(|o| **o > 0)
             .sum::<i64>(),
-        3_000,
+        3_001,
         "everything consumed was committed on shutdown"
     );
 }

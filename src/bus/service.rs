@@ -770,6 +770,7 @@ impl Loop<'_> {
                         topic,
                         partition,
                         offset,
+                        written_at: message.timestamp().to_millis(),
                     },
                 );
                 let flow = if topic_index == 1 {

@@ -141,10 +141,25 @@ impl PaneClock {
 
     /// Admits an event at `timestamp`: late if its pane has closed, otherwise on time (and the
     /// watermark may move).
-    pub fn admit(&mut self, timestamp: i64) -> Admission {
+    ///
+    /// `written_at` is when the event's record was written (Kafka's record timestamp), when
+    /// known. With a jump guard, an event more than `max_jump_ms` ahead of it is refused as
+    /// too far ahead whatever came before: an event is not written long before it happens.
+    /// This is the only check a stream's *first* event gets, which has no earlier event time
+    /// to be compared with; without it, one bad first timestamp would set the watermark and
+    /// make every later event late.
+    pub fn admit(&mut self, timestamp: i64, written_at: Option<i64>) -> Admission {
         let pane = self.pane_of(timestamp);
         if self.closed_through.is_some_and(|closed| pane <= closed) {
             return Admission::Late;
+        }
+        if let Some(guard) = self.jump_guard {
+            // Refused without touching the streak: a run of such events is no resumption.
+            if written_at
+                .is_some_and(|written| timestamp.saturating_sub(written) > guard.max_jump_ms)
+            {
+                return Admission::TooFarAhead;
+            }
         }
         if let (Some(guard), Some(newest)) = (self.jump_guard, self.max_event_time) {
             if timestamp.saturating_sub(newest) > guard.max_jump_ms {
@@ -390,13 +405,13 @@ mod tests {
     #[test]
     fn late_events_are_refused_after_their_pane_closes() {
         let mut clock = PaneClock::new(1000, 500).unwrap();
-        assert_eq!(clock.admit(10_200), Admission::OnTime { pane: 10 });
+        assert_eq!(clock.admit(10_200, None), Admission::OnTime { pane: 10 });
         assert_eq!(clock.advance(), Some(8)); // watermark 9_700: pane 8 ended at 9_000
-        assert_eq!(clock.admit(9_999), Admission::OnTime { pane: 9 });
-        assert_eq!(clock.admit(8_999), Admission::Late);
-        assert_eq!(clock.admit(11_600), Admission::OnTime { pane: 11 });
+        assert_eq!(clock.admit(9_999, None), Admission::OnTime { pane: 9 });
+        assert_eq!(clock.admit(8_999, None), Admission::Late);
+        assert_eq!(clock.admit(11_600, None), Admission::OnTime { pane: 11 });
         assert_eq!(clock.advance(), Some(10)); // watermark 11_100
-        assert_eq!(clock.admit(10_999), Admission::Late);
+        assert_eq!(clock.admit(10_999, None), Admission::Late);
         assert_eq!(clock.advance(), None);
     }
 
@@ -409,18 +424,27 @@ mod tests {
         let mut clock = PaneClock::new(60_000, 5_000)
             .unwrap()
             .with_jump_guard(guard);
-        assert!(matches!(clock.admit(1_000_000), Admission::OnTime { .. }));
+        assert!(matches!(
+            clock.admit(1_000_000, None),
+            Admission::OnTime { .. }
+        ));
         // A timestamp decades ahead (microseconds sent as milliseconds): refused...
-        assert_eq!(clock.admit(1_000_000 * 1_000), Admission::TooFarAhead);
+        assert_eq!(clock.admit(1_000_000 * 1_000, None), Admission::TooFarAhead);
         assert_eq!(clock.max_event_time(), Some(1_000_000));
         // ... so the next good events are on time, and reset the streak.
-        assert!(matches!(clock.admit(1_030_000), Admission::OnTime { .. }));
-        assert_eq!(clock.admit(9_000_000_000), Admission::TooFarAhead);
-        assert_eq!(clock.admit(9_000_000_100), Admission::TooFarAhead);
-        assert!(matches!(clock.admit(1_040_000), Admission::OnTime { .. }));
+        assert!(matches!(
+            clock.admit(1_030_000, None),
+            Admission::OnTime { .. }
+        ));
+        assert_eq!(clock.admit(9_000_000_000, None), Admission::TooFarAhead);
+        assert_eq!(clock.admit(9_000_000_100, None), Admission::TooFarAhead);
+        assert!(matches!(
+            clock.admit(1_040_000, None),
+            Admission::OnTime { .. }
+        ));
         // A jump within the limit is ordinary progress.
         assert!(matches!(
-            clock.admit(1_040_000 + 3_600_000),
+            clock.admit(1_040_000 + 3_600_000, None),
             Admission::OnTime { .. }
         ));
     }
@@ -432,36 +456,79 @@ mod tests {
             confirmations: 3,
         };
         let mut clock = PaneClock::new(60_000, 0).unwrap().with_jump_guard(guard);
-        assert!(matches!(clock.admit(0), Admission::OnTime { .. }));
+        assert!(matches!(clock.admit(0, None), Admission::OnTime { .. }));
         // Two days of silence, then traffic again: the first two are dropped, the third
         // moves the stream's time, and the rest flow.
         let resumed = 2 * 86_400_000;
-        assert_eq!(clock.admit(resumed), Admission::TooFarAhead);
-        assert_eq!(clock.admit(resumed + 10), Admission::TooFarAhead);
+        assert_eq!(clock.admit(resumed, None), Admission::TooFarAhead);
+        assert_eq!(clock.admit(resumed + 10, None), Admission::TooFarAhead);
         assert!(matches!(
-            clock.admit(resumed + 20),
+            clock.admit(resumed + 20, None),
             Admission::OnTime { .. }
         ));
         assert_eq!(clock.max_event_time(), Some(resumed + 20));
         assert!(matches!(
-            clock.admit(resumed + 30),
+            clock.admit(resumed + 30, None),
             Admission::OnTime { .. }
         ));
         assert_eq!(clock.advance(), Some(resumed / 60_000 - 1));
     }
 
     #[test]
+    fn a_far_future_first_event_is_refused_by_its_write_time() {
+        let guard = JumpGuard {
+            max_jump_ms: 3_600_000,
+            confirmations: 3,
+        };
+        let mut clock = PaneClock::new(60_000, 5_000)
+            .unwrap()
+            .with_jump_guard(guard);
+        let now = 1_767_225_600_000;
+        // The stream's very first event is stamped in microseconds: nothing came before it,
+        // but it was written at `now`, so it cannot have happened decades later.
+        assert_eq!(clock.admit(now * 1_000, Some(now)), Admission::TooFarAhead);
+        assert_eq!(clock.max_event_time(), None, "the watermark was not set");
+        // Good events flow, and are never late because of it.
+        for i in 0..10 {
+            let t = now + i * 1_000;
+            assert!(matches!(
+                clock.admit(t, Some(t + 20)),
+                Admission::OnTime { .. }
+            ));
+            clock.advance();
+        }
+        // However many bad ones come in a row, they are no resumption.
+        for _ in 0..5 {
+            assert_eq!(clock.admit(now * 1_000, Some(now)), Admission::TooFarAhead);
+        }
+        assert_eq!(clock.max_event_time(), Some(now + 9_000));
+        // Old events written now (a backfill) and events a little ahead of their write time
+        // (producer clocks disagree) are ordinary.
+        assert!(matches!(
+            clock.admit(now + 10_000, Some(now + 10_000 - 3_600_000)),
+            Admission::OnTime { .. }
+        ));
+        let mut fresh = PaneClock::new(60_000, 5_000)
+            .unwrap()
+            .with_jump_guard(guard);
+        assert!(matches!(
+            fresh.admit(now - 86_400_000, Some(now)),
+            Admission::OnTime { .. }
+        ));
+    }
+
+    #[test]
     fn negative_and_extreme_times_do_not_panic() {
         let mut clock = PaneClock::new(60_000, 0).unwrap();
-        assert_eq!(clock.admit(-1), Admission::OnTime { pane: -1 });
+        assert_eq!(clock.admit(-1, None), Admission::OnTime { pane: -1 });
         assert_eq!(
-            clock.admit(i64::MAX),
+            clock.admit(i64::MAX, None),
             Admission::OnTime {
                 pane: i64::MAX / 60_000
             }
         );
         assert!(clock.advance().is_some());
-        assert_eq!(clock.admit(i64::MIN), Admission::Late);
+        assert_eq!(clock.admit(i64::MIN, None), Admission::Late);
         assert_eq!(clock.pane_bounds(i64::MAX).1, i64::MAX);
     }
 

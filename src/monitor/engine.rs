@@ -30,8 +30,9 @@ pub enum Disposition {
     Accepted,
     /// Its pane had closed: counted as late and dropped.
     Late,
-    /// Its timestamp is further ahead of the partition's newest event time than
-    /// `monitor.windows.max_time_jump_ms` (and not confirmed): counted and dropped.
+    /// Its timestamp is further ahead than `monitor.windows.max_time_jump_ms` of the
+    /// partition's newest event time (and not confirmed), or of when its record was written:
+    /// counted and dropped.
     TooFarAhead,
     /// A label: offered to the label join.
     Label,
@@ -291,7 +292,7 @@ impl Engine {
             }
             Event::Prediction(prediction) => prediction,
         };
-        let pane = match self.clock.admit(prediction.timestamp) {
+        let pane = match self.clock.admit(prediction.timestamp, source.written_at) {
             Admission::OnTime { pane } => pane,
             Admission::Late => {
                 self.counters.late += 1;
@@ -492,6 +493,7 @@ mod tests {
         topic: "t",
         partition: 0,
         offset: 0,
+        written_at: None,
     };
 
     /// Events for model "m": `amount` (numeric) drifts by +1σ at `drift_at`; `income` (numeric)
@@ -543,6 +545,7 @@ mod tests {
         for (offset, event) in events.iter().enumerate() {
             let source = SourcePosition {
                 offset: offset as i64,
+                written_at: None,
                 ..SOURCE
             };
             engine.process(&Event::Prediction(event.clone()), source);
@@ -677,6 +680,32 @@ mod tests {
     }
 
     #[test]
+    fn a_far_future_first_event_does_not_blind_the_partition() {
+        let mut engine = Engine::new(settings()).unwrap();
+        let events = stream(1, 400, usize::MAX);
+        // Each record written 50 ms after its event happened, as a producer would.
+        let written = |timestamp: i64| SourcePosition {
+            written_at: Some(timestamp + 50),
+            ..SOURCE
+        };
+        let mut bad = events[0].clone();
+        bad.timestamp *= 1_000;
+        assert_eq!(
+            engine.process(&Event::Prediction(bad), written(events[0].timestamp)),
+            Disposition::TooFarAhead
+        );
+        for event in &events {
+            assert_eq!(
+                engine.process(&Event::Prediction(event.clone()), written(event.timestamp)),
+                Disposition::Accepted
+            );
+        }
+        assert_eq!(engine.counters().too_far_ahead, 1);
+        assert_eq!(engine.counters().late, 0);
+        assert_eq!(engine.counters().predictions, 400);
+    }
+
+    #[test]
     fn each_version_has_its_own_reference() {
         let mut engine = Engine::new(settings()).unwrap();
         for (i, event) in stream(2, 4_000, usize::MAX).into_iter().enumerate() {
@@ -790,6 +819,7 @@ mod tests {
         for (offset, event) in events.iter().enumerate() {
             let source = SourcePosition {
                 offset: offset as i64,
+                written_at: None,
                 ..SOURCE
             };
             engine.process(event, source);
@@ -947,6 +977,7 @@ mod tests {
             }
             let source = SourcePosition {
                 offset: i as i64,
+                written_at: None,
                 ..SOURCE
             };
             engine.process(&events[i], source);

@@ -65,6 +65,10 @@ pub struct SourcePosition<'a> {
     pub partition: i32,
     /// Offset (or line number for replays).
     pub offset: i64,
+    /// When the record was written (Kafka's record timestamp: the producer's create time or
+    /// the broker's append time), when known. Bounds how far ahead an event's own time can
+    /// honestly be (see [`crate::detect::window::PaneClock::admit`]).
+    pub written_at: Option<i64>,
 }
 
 /// First and last offset seen per (topic, partition) in one pane.

@@ -303,7 +303,9 @@ pub struct WindowSettings {
     /// Largest forward jump of a partition's event time that one event may cause; an event
     /// further ahead is counted (`outcome="too_far_ahead"`) and dropped, unless
     /// `time_jump_confirmations` such events come in a row (traffic resuming after a long
-    /// pause). Guards against one bad timestamp making every later event late. 0: no guard.
+    /// pause). An event this far ahead of its record's write time (Kafka's record
+    /// timestamp) is refused too, confirmations or not: that guards a partition's first
+    /// event. Guards against one bad timestamp making every later event late. 0: no guard.
     pub max_time_jump_ms: i64,
     /// Events in a row, all too far ahead, that make the jump the partition's real time.
     pub time_jump_confirmations: u32,
