@@ -201,6 +201,12 @@ impl Adwin {
     /// (the monitor counts them as data-quality problems); here they are ignored and
     /// reported as no detection.
     pub fn update(&mut self, value: f64) -> bool {
+        self.update_with(value, true)
+    }
+
+    /// [`Self::update`], with or without the [`InsignificanceTest`] shortcut.
+    #[inline]
+    fn update_with(&mut self, value: f64, shortcut: bool) -> bool {
         if !value.is_finite() {
             return false;
         }
@@ -210,7 +216,7 @@ impl Adwin {
         }
         self.updates += 1;
         self.insert(value);
-        self.drift_detected = self.detect_change();
+        self.drift_detected = self.detect_change(shortcut);
         if self.drift_detected {
             self.detections += 1;
         }
@@ -245,10 +251,17 @@ impl Adwin {
             let size = (1u64 << row) as f64;
             let (t0, t1) = (w.totals[base], w.totals[base + 1]);
             let (v0, v1) = (w.variances[base], w.variances[base + 1]);
-            let (mean0, mean1) = (t0 / size, t1 / size);
+            // River divides by `size` and by `size + size`. Both are powers of two, so
+            // multiplying by their exact reciprocals gives the same bits (each operation
+            // rounds the same real number) without the divisions' latency.
+            let (mean0, mean1) = (
+                t0 * inverse_power_of_two(row),
+                t1 * inverse_power_of_two(row),
+            );
             let merged_total = t0 + t1;
-            let merged_variance =
-                v0 + v1 + size * size * (mean0 - mean1) * (mean0 - mean1) / (size + size);
+            let merged_variance = v0
+                + v1
+                + size * size * (mean0 - mean1) * (mean0 - mean1) * inverse_power_of_two(row + 1);
 
             if row + 1 == w.lens.len() {
                 w.lens.push(0);
@@ -311,7 +324,11 @@ impl Adwin {
     /// River's `_detect_change`: every `clock` updates, scan all cut points from the oldest
     /// bucket to the newest and drop the oldest bucket while some cut shows a significant
     /// difference of means.
-    fn detect_change(&mut self) -> bool {
+    ///
+    /// `shortcut` skips River's test on cuts that [`InsignificanceTest`] proves insignificant
+    /// (the tests run without it too and require identical results).
+    #[inline]
+    fn detect_change(&mut self, shortcut: bool) -> bool {
         let params = self.params;
         let min_len = f64::from(params.min_window_length);
         self.window.tick += 1;
@@ -329,6 +346,8 @@ impl Adwin {
             // The bound's log term only depends on the width, which is fixed during one scan.
             let delta_prime = (2.0 * w.width.ln() / params.delta).ln();
             let variance_in_window = w.variance / w.width;
+            let insignificance =
+                InsignificanceTest::new(variance_in_window, delta_prime).filter(|_| shortcut);
             let mut n0 = 0.0f64;
             let mut n1 = w.width;
             let mut u0 = 0.0f64;
@@ -346,18 +365,24 @@ impl Adwin {
                         // The cut after the newest element leaves W1 empty.
                         break 'scan;
                     }
-                    let delta_mean = (u0 / n0) - (u1 / n1);
-                    if n1 >= min_len
-                        && n0 >= min_len
-                        && cut_is_significant(
-                            n0,
-                            n1,
-                            delta_mean,
-                            delta_prime,
-                            variance_in_window,
-                            min_len,
-                        )
+                    if n1 < min_len || n0 < min_len {
+                        continue;
+                    }
+                    if insignificance
+                        .as_ref()
+                        .is_some_and(|test| test.certain(n0, n1, u0, u1, min_len))
                     {
+                        continue;
+                    }
+                    let delta_mean = (u0 / n0) - (u1 / n1);
+                    if cut_is_significant(
+                        n0,
+                        n1,
+                        delta_mean,
+                        delta_prime,
+                        variance_in_window,
+                        min_len,
+                    ) {
                         reduce_width = true;
                         change_detected = true;
                         if self.window.width > 0.0 {
@@ -370,6 +395,14 @@ impl Adwin {
         }
         change_detected
     }
+}
+
+/// `2^-exponent`, exactly (`exponent` is a histogram row: far below the 1022 where it would
+/// stop being a normal number).
+#[inline]
+fn inverse_power_of_two(exponent: usize) -> f64 {
+    debug_assert!(exponent < 1023);
+    f64::from_bits((1023 - exponent as u64) << 52)
 }
 
 /// ADWIN's Hoeffding-style bound on the difference of means of two sub-windows.
@@ -386,6 +419,60 @@ fn cut_is_significant(
     let epsilon = (2.0 * m_recip * variance_in_window * delta_prime).sqrt()
         + 2.0 / 3.0 * delta_prime * m_recip;
     delta_mean.abs() > epsilon
+}
+
+/// A proof, with multiplications only, that [`cut_is_significant`] would say no.
+///
+/// Nearly every cut of a scan is far from significant, and River's test costs four
+/// divisions and a square root. Writing `a = n0 − m + 1`, `b = n1 − m + 1` and
+/// `E = u0·n1 − u1·n0`, the test's difference of means is `|E| / (n0·n1)` and its bound is at
+/// least `sqrt(2·v·δ'·(a + b)/(a·b))` (the second, linear term is never negative). So, squared
+/// and multiplied out, `(|E| + r)² · a·b < 2·v·δ'·(a + b) · (n0·n1)²` shows the cut
+/// insignificant, where `r` covers the rounding of River's own evaluation and of `E`'s (a few
+/// units in the last place of `|u0|·n1 + |u1|·n0`) and a relative margin of 1e-12 covers the
+/// rounding of both sides here (a few dozen units of 1.1e-16). When the inequality fails —
+/// near the threshold, or a real change — River's test decides, so every result is River's
+/// to the last bit; the shortcut only skips work whose outcome is already known.
+///
+/// It is used only where no step can overflow or leave the normal range in a way that
+/// weakens the argument: `v` and `δ'` positive and moderate (an overflow of the left side
+/// to infinity only makes the inequality fail, and an underflow of it only where the right
+/// side is certainly larger).
+#[derive(Debug, Clone, Copy)]
+struct InsignificanceTest {
+    /// `2·v·δ'`, the part of the bound shared by every cut of a scan.
+    scale: f64,
+}
+
+impl InsignificanceTest {
+    /// Margins far above the worst rounding of either side, far below any real gap.
+    const RELATIVE_MARGIN: f64 = 1.0 + 1e-12;
+    const ROUNDING: f64 = 4.0 * f64::EPSILON;
+
+    /// The test for one scan, when its constants allow a sound one.
+    fn new(variance_in_window: f64, delta_prime: f64) -> Option<Self> {
+        let moderate = |x: f64| (1e-100..=1e100).contains(&x);
+        (moderate(variance_in_window) && moderate(delta_prime)).then_some(Self {
+            scale: 2.0 * variance_in_window * delta_prime,
+        })
+    }
+
+    /// True only when River's test certainly finds the cut insignificant.
+    #[inline]
+    fn certain(&self, n0: f64, n1: f64, u0: f64, u1: f64, min_len: f64) -> bool {
+        // Sums beyond this could overflow below; such streams take River's test.
+        const LARGEST_SUM: f64 = 1e100;
+        if !(u0.abs() <= LARGEST_SUM && u1.abs() <= LARGEST_SUM) {
+            return false;
+        }
+        let a = n0 - min_len + 1.0;
+        let b = n1 - min_len + 1.0;
+        let difference = (u0 * n1 - u1 * n0).abs();
+        let rounding = Self::ROUNDING * (u0.abs() * n1 + u1.abs() * n0);
+        let left = difference + rounding;
+        let n0n1 = n0 * n1;
+        left * left * (a * b) * Self::RELATIVE_MARGIN < self.scale * (a + b) * (n0n1 * n0n1)
+    }
 }
 
 #[cfg(test)]
@@ -444,6 +531,60 @@ mod tests {
             }
             assert_eq!(detections, case.detections, "{}", case.name);
             assert_eq!(adwin.detections(), case.n_detections, "{}", case.name);
+        }
+    }
+
+    /// The shortcut never changes a result: same detections, widths and estimations as
+    /// River's test alone, on streams of every scale, with drifts of every size and with
+    /// values clustered close to the threshold.
+    #[test]
+    fn the_insignificance_shortcut_changes_no_result() {
+        use rand::{rngs::StdRng, Rng, SeedableRng};
+        let mut detections = 0u32;
+        for seed in 0..60u64 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let scale = [1e-90, 1e-9, 1e-3, 1.0, 1e3, 1e12, 1e90][seed as usize % 7];
+            let params = AdwinParams {
+                delta: [0.002, 0.1, 1e-6, 0.9][seed as usize % 4],
+                clock: [32, 1, 7][seed as usize % 3],
+                max_buckets: [5, 2, 9][seed as usize % 3],
+                min_window_length: [5, 1, 40][seed as usize % 3],
+                grace_period: [10, 0, 100][seed as usize % 3],
+            };
+            let mut with = Adwin::new(params).unwrap();
+            let mut without = with.clone();
+            let mut mean = 0.0;
+            for i in 0..20_000 {
+                if rng.random::<f64>() < 1e-3 {
+                    // Shifts from barely detectable to obvious.
+                    mean += rng.random_range(-0.3..0.3) * [0.05, 1.0, 10.0][i % 3];
+                }
+                let noise = if seed % 5 == 0 {
+                    f64::from(rng.random_range(0u8..3))
+                } else {
+                    rng.random::<f64>()
+                };
+                let x = (mean + noise) * scale;
+                let a = with.update(x);
+                let b = without.update_with(x, false);
+                assert_eq!(a, b, "seed {seed}, update {i}");
+                assert_eq!(with, without, "seed {seed}, update {i}");
+                detections += u32::from(a);
+            }
+        }
+        assert!(
+            detections > 100,
+            "the streams exercise detections: {detections}"
+        );
+    }
+
+    #[test]
+    fn inverse_powers_of_two_are_exact() {
+        for exponent in 0..70 {
+            assert_eq!(
+                inverse_power_of_two(exponent),
+                1.0 / (1u128 << exponent) as f64
+            );
         }
     }
 
