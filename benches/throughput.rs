@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use driftwatch::bus::service::{self, NoObserver, RunSummary, Shared};
 use driftwatch::bus::settings::consumer_settings;
 use driftwatch::codec::{
-    encode_prediction_avro, encode_prediction_json, Decoder, EventKind, Format,
+    encode_prediction_avro, encode_prediction_json, Decoder, EventBuffers, EventKind, Format,
 };
 use driftwatch::config::{Config, DeliveryMode, InputFormat};
 use driftwatch::event::{Event, FeatureValue, Prediction, PredictionEvent};
@@ -1012,10 +1012,13 @@ fn decode_and_process(traffic: &Traffic, format: Format) -> (f64, usize, usize) 
     let mut engines = engines(traffic.partitions);
     let mut offsets = vec![0i64; traffic.partitions];
     let (mut outputs, mut evaluations) = (0, 0);
+    let mut buffers = EventBuffers::default();
     let started = Instant::now();
     for i in 0..corpus.len() {
         let p = traffic.partition(i);
-        let event = decoder.decode(corpus.get(i)).expect("valid payload");
+        let event = decoder
+            .decode_reusing(corpus.get(i), &mut buffers)
+            .expect("valid payload");
         let engine = &mut engines[p];
         engine.process(
             &event,
@@ -1029,6 +1032,7 @@ fn decode_and_process(traffic: &Traffic, format: Format) -> (f64, usize, usize) 
         offsets[p] += 1;
         outputs += engine.drain_outputs().len();
         evaluations += engine.drain_evaluations().len();
+        buffers.recycle(event);
     }
     let seconds = started.elapsed().as_secs_f64();
     black_box(&engines);
@@ -1073,17 +1077,17 @@ fn engine_only(traffic: &Traffic, format: Format) -> f64 {
     busy.as_secs_f64()
 }
 
-/// Decoding alone (the event is dropped, as the service drops it after processing).
+/// Decoding alone (the event's lists are given back for the next, as the service does).
 #[inline(never)]
 fn decode_only(corpus: &Corpus, format: Format) -> f64 {
     let decoder = Decoder::new(format, EventKind::Prediction);
+    let mut buffers = EventBuffers::default();
     let started = Instant::now();
     for i in 0..corpus.len() {
-        black_box(
-            decoder
-                .decode(black_box(corpus.get(i)))
-                .expect("valid payload"),
-        );
+        let event = decoder
+            .decode_reusing(black_box(corpus.get(i)), &mut buffers)
+            .expect("valid payload");
+        buffers.recycle(black_box(event));
     }
     started.elapsed().as_secs_f64()
 }
@@ -1115,10 +1119,13 @@ fn latency(traffic: &Traffic, format: Format) -> Latency {
     let mut closes = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut slow: BTreeMap<&'static str, (u64, u64)> = BTreeMap::new();
     let warmup = MonitorSettings::default().reference.warmup_events;
+    let mut buffers = EventBuffers::default();
     for i in 0..corpus.len() {
         let p = traffic.partition(i);
         let t = Instant::now();
-        let event = decoder.decode(corpus.get(i)).expect("valid payload");
+        let event = decoder
+            .decode_reusing(corpus.get(i), &mut buffers)
+            .expect("valid payload");
         let engine = &mut engines[p];
         engine.process(
             &event,
@@ -1131,7 +1138,7 @@ fn latency(traffic: &Traffic, format: Format) -> Latency {
         );
         black_box(engine.drain_outputs());
         let evaluations = engine.drain_evaluations().len();
-        drop(event);
+        buffers.recycle(event);
         let ns = t.elapsed().as_nanos() as u64;
         offsets[p] += 1;
         histogram.saturating_record(ns);

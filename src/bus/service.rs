@@ -38,7 +38,7 @@ use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tracing::{debug, error, info, warn};
 
-use crate::codec::{self, DecodeError, Decoder, EventKind, Format};
+use crate::codec::{self, DecodeError, Decoder, EventBuffers, EventKind, Format};
 use crate::config::{Config, DeliveryMode, InputFormat, OutputFormat};
 use crate::monitor::engine::{Disposition, Engine};
 use crate::monitor::model::{
@@ -492,6 +492,8 @@ struct Loop<'a> {
     /// fetched: (topic, partition, offset). Commits take this as the partition's position, so
     /// the message is read again after the restart.
     held: Option<(String, i32, i64)>,
+    /// Storage for decoded events' lists, reused from one message to the next.
+    buffers: EventBuffers,
     engines: HashMap<i32, Engine>,
     /// Exactly-once mode: whether a transaction is open (shared with the rebalance callback,
     /// which aborts it).
@@ -596,6 +598,7 @@ pub fn run(
             Some(metrics_source.metrics.schema_registry_requests.clone()),
         ),
         held: None,
+        buffers: EventBuffers::default(),
         engines: HashMap::new(),
         transaction,
         state_partitions,
@@ -737,7 +740,9 @@ impl Loop<'_> {
                             shared.shutdown.load(Ordering::Acquire)
                         };
                         match registry.writer(id, decoder.kind(), &stop) {
-                            Some(Ok(writer)) => decoder.decode_confluent_with(payload, &writer),
+                            Some(Ok(writer)) => {
+                                decoder.decode_confluent_with(payload, &writer, &mut self.buffers)
+                            }
                             Some(Err(error)) => Err(error),
                             None => {
                                 // Stopping while the registry is down: this message is not
@@ -750,7 +755,7 @@ impl Loop<'_> {
                     Err(error) => Err(error),
                 }
             }
-            _ => decoder.decode(payload),
+            _ => decoder.decode_reusing(payload, &mut self.buffers),
         };
         self.summary.consumed += 1;
         let topic_index = usize::from(topic == self.config.topics.labels);
@@ -822,6 +827,7 @@ impl Loop<'_> {
                         record.result.statistic,
                     );
                 }
+                self.buffers.recycle(event);
                 for output in outputs {
                     self.publish(output)?;
                 }

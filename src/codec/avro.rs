@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use super::{DecodeError, EventKind};
+use super::{DecodeError, EventBuffers, EventKind};
 use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 use crate::monitor::output::{DriftAlert, RetrainRequest};
 
@@ -100,8 +100,24 @@ const MAX_VARINT_BYTES: usize = 10;
 /// `truncated`, `invalid_value`, `invalid_utf8` or `trailing_bytes`, with the field and the
 /// byte offset (counted from the start of `body`).
 pub fn decode_event(body: &[u8], kind: EventKind) -> Result<Event<'_>, DecodeError> {
+    decode_event_reusing(body, kind, &mut EventBuffers::default())
+}
+
+/// [`decode_event`], with the event's lists built in `buffers`' storage (give it back with
+/// [`EventBuffers::recycle`]): once warm, decoding allocates nothing.
+///
+/// # Errors
+/// As [`decode_event`].
+pub fn decode_event_reusing<'a>(
+    body: &'a [u8],
+    kind: EventKind,
+    buffers: &mut EventBuffers,
+) -> Result<Event<'a>, DecodeError> {
     match kind {
-        EventKind::Prediction => decode_prediction(body).map(Event::Prediction),
+        EventKind::Prediction => {
+            let (features, attributes) = buffers.lend();
+            decode_prediction_into(body, features, attributes).map(Event::Prediction)
+        }
         EventKind::Label => decode_label(body).map(Event::Label),
     }
 }
@@ -111,6 +127,15 @@ pub fn decode_event(body: &[u8], kind: EventKind) -> Result<Event<'_>, DecodeErr
 /// # Errors
 /// As [`decode_event`].
 pub fn decode_prediction(body: &[u8]) -> Result<PredictionEvent<'_>, DecodeError> {
+    decode_prediction_into(body, Vec::new(), Vec::new())
+}
+
+/// [`decode_prediction`] into the given (empty) lists.
+fn decode_prediction_into<'a>(
+    body: &'a [u8],
+    features: Vec<(Cow<'a, str>, FeatureValue<'a>)>,
+    attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+) -> Result<PredictionEvent<'a>, DecodeError> {
     let mut r = Reader::new(body);
     // Fields in schema order: Avro binary has no field names, only the order.
     let event_id = r.string("event_id")?;
@@ -118,7 +143,7 @@ pub fn decode_prediction(body: &[u8]) -> Result<PredictionEvent<'_>, DecodeError
     let model_version = r.string("model_version")?;
     let timestamp = r.long("timestamp")?;
     // Smallest entry: a 1-byte key length (empty key) and a 1-byte union index (null).
-    let features = r.map("features", 2, feature_value)?;
+    let features = r.map("features", 2, feature_value, features)?;
     let score = match r.union_index("prediction.score", 2)? {
         0 => None,
         _ => Some(r.double("prediction.score")?),
@@ -130,14 +155,17 @@ pub fn decode_prediction(body: &[u8]) -> Result<PredictionEvent<'_>, DecodeError
     let probabilities = match r.union_index("prediction.probabilities", 2)? {
         0 => None,
         // Smallest entry: an empty key (1 byte) and a double (8 bytes).
-        _ => Some(r.map("prediction.probabilities", 9, |r| {
-            r.double("prediction.probabilities")
-        })?),
+        _ => Some(r.map(
+            "prediction.probabilities",
+            9,
+            |r| r.double("prediction.probabilities"),
+            Vec::new(),
+        )?),
     };
     let attributes = match r.union_index("attributes", 2)? {
         // The event type has no "absent" distinct from "empty": both mean no attributes.
-        0 => Vec::new(),
-        _ => r.map("attributes", 2, |r| r.string("attributes"))?,
+        0 => attributes,
+        _ => r.map("attributes", 2, |r| r.string("attributes"), attributes)?,
     };
     r.finish()?;
     Ok(PredictionEvent {
@@ -373,13 +401,14 @@ impl<'a> Reader<'a> {
     /// entries preceded by the block's size in bytes (which writers add so readers can skip
     /// blocks; we check it instead). `min_entry_bytes` is the smallest encoded entry, used to
     /// reject impossible counts before reserving memory for them.
+    /// Reads a map into `entries` (empty; its storage is reused).
     fn map<T>(
         &mut self,
         field: &str,
         min_entry_bytes: usize,
         mut value: impl FnMut(&mut Self) -> Result<T, DecodeError>,
+        mut entries: Vec<(Cow<'a, str>, T)>,
     ) -> Result<Vec<(Cow<'a, str>, T)>, DecodeError> {
-        let mut entries = Vec::new();
         loop {
             let block_start = self.pos;
             let count = self.long(field)?;

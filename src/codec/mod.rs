@@ -19,7 +19,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::Event;
+use std::borrow::Cow;
+
+use crate::event::{Event, FeatureValue};
 
 pub use avro::{
     alert_to_avro, encode_label_avro, encode_prediction_avro, retrain_to_avro, EncodeError,
@@ -374,6 +376,30 @@ impl Decoder {
         }
     }
 
+    /// [`Decoder::decode`], building the event's lists in `buffers`' storage; give it back
+    /// with [`EventBuffers::recycle`] once the event is handled. The Avro formats then decode
+    /// without allocating; JSON builds its own lists.
+    ///
+    /// # Errors
+    /// As [`Decoder::decode`].
+    pub fn decode_reusing<'a>(
+        &self,
+        payload: &'a [u8],
+        buffers: &mut EventBuffers,
+    ) -> Result<Event<'a>, DecodeError> {
+        match self.format {
+            Format::Json => self.decode(payload),
+            _ if payload.len() > self.max_payload_bytes => self.decode(payload),
+            Format::Avro => avro::decode_event_reusing(payload, self.kind, buffers),
+            Format::Confluent => {
+                let (id, body) = split_confluent(payload)?;
+                self.check_schema_id(id)?;
+                avro::decode_event_reusing(body, self.kind, buffers)
+                    .map_err(|e| e.shifted(wire::HEADER_LEN))
+            }
+        }
+    }
+
     /// Decodes a Confluent-framed message whose header's schema id the caller resolved (through
     /// the schema registry) to `writer`: our own schema takes the fast path of
     /// [`Decoder::decode`], another one is resolved against ours.
@@ -384,6 +410,7 @@ impl Decoder {
         &self,
         payload: &'a [u8],
         writer: &resolve::WriterSchema,
+        buffers: &mut EventBuffers,
     ) -> Result<Event<'a>, DecodeError> {
         if payload.len() > self.max_payload_bytes {
             return Err(DecodeError::Oversized {
@@ -394,7 +421,7 @@ impl Decoder {
         let (id, body) = split_confluent(payload)?;
         self.check_schema_id(id)?;
         match writer {
-            resolve::WriterSchema::Native => avro::decode_event(body, self.kind),
+            resolve::WriterSchema::Native => avro::decode_event_reusing(body, self.kind, buffers),
             resolve::WriterSchema::Resolved(schema) => {
                 resolve::decode_resolved(body, schema, self.kind)
             }
@@ -410,6 +437,51 @@ impl Decoder {
             _ => Ok(()),
         }
     }
+}
+
+/// Storage for a prediction's feature and attribute lists, lent to the decoder for each event
+/// and given back once the event has been handled, so that decoding a stream allocates
+/// nothing per event once the lists have grown to the events' size.
+#[derive(Debug, Default)]
+pub struct EventBuffers {
+    features: Vec<(Cow<'static, str>, FeatureValue<'static>)>,
+    attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+}
+
+/// A decoded prediction's feature list, borrowing from its payload.
+type Features<'a> = Vec<(Cow<'a, str>, FeatureValue<'a>)>;
+/// A decoded prediction's attribute list, borrowing from its payload.
+type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+
+impl EventBuffers {
+    /// Empty lists for an event borrowing from a payload of lifetime `'a`, in the kept storage.
+    pub(crate) fn lend<'a>(&mut self) -> (Features<'a>, Attributes<'a>) {
+        (
+            relabel(std::mem::take(&mut self.features)),
+            relabel(std::mem::take(&mut self.attributes)),
+        )
+    }
+
+    /// Takes back the lists of a handled event, emptied, for the next one.
+    pub fn recycle(&mut self, event: Event<'_>) {
+        if let Event::Prediction(prediction) = event {
+            if prediction.features.capacity() >= self.features.capacity() {
+                self.features = relabel(prediction.features);
+            }
+            if prediction.attributes.capacity() >= self.attributes.capacity() {
+                self.attributes = relabel(prediction.attributes);
+            }
+        }
+    }
+}
+
+/// `list`, emptied, as a list of the same type under another lifetime, in the same storage:
+/// the standard library collects a `vec::IntoIter` in place when the element layouts match
+/// (they do: only a lifetime differs), and nothing is moved since nothing is left. Should
+/// that ever not hold, this allocates, which is slower but still correct.
+fn relabel<A, B>(mut list: Vec<A>) -> Vec<B> {
+    list.clear();
+    list.into_iter().filter_map(|_| None).collect()
 }
 
 /// Cuts a field name taken from a payload to a length fit for an error message: names come
@@ -468,6 +540,56 @@ mod tests {
             model_id: "churn".into(),
             timestamp: 1_700_000_100_000,
             label: LabelValue::Text("no".into()),
+        }
+    }
+
+    /// Reused storage decodes every event exactly as fresh storage does (lists longer or
+    /// shorter than the last event's, attributes present or absent, labels in between,
+    /// malformed payloads), and a warm decoder builds each event's features in the same
+    /// allocation.
+    #[test]
+    fn reused_buffers_decode_the_same_events_without_allocating() {
+        let full = twenty_feature_event();
+        let mut small = twenty_feature_event();
+        small.features.truncate(3);
+        small.attributes.clear();
+        let mut wide = twenty_feature_event();
+        wide.features.extend(
+            (20..45).map(|i| (Cow::Owned(format!("extra_{i}")), FeatureValue::Number(0.5))),
+        );
+        wide.attributes.push(("region".into(), "north".into()));
+        for format in [Format::Avro, Format::Confluent, Format::Json] {
+            let decoder = Decoder::new(format, EventKind::Prediction);
+            let encode = |event: &PredictionEvent<'_>| match format {
+                Format::Json => encode_prediction_json(event),
+                Format::Avro => encode_prediction_avro(event),
+                Format::Confluent => frame_confluent(1, &encode_prediction_avro(event)),
+            };
+            let mut payloads: Vec<Vec<u8>> = [&full, &small, &wide, &small, &full]
+                .iter()
+                .map(|event| encode(event))
+                .collect();
+            let mut truncated = encode(&full);
+            truncated.truncate(truncated.len() / 2);
+            payloads.insert(2, truncated);
+            let mut buffers = EventBuffers::default();
+            for payload in &payloads {
+                let fresh = decoder.decode(payload);
+                let reused = decoder.decode_reusing(payload, &mut buffers);
+                assert_eq!(reused, fresh, "{format:?}");
+                if let Ok(event) = reused {
+                    buffers.recycle(event);
+                }
+            }
+            if format != Format::Json {
+                let storage = buffers.features.as_ptr() as usize;
+                let event = decoder.decode_reusing(&payloads[0], &mut buffers).unwrap();
+                let Event::Prediction(prediction) = &event else {
+                    panic!("a prediction")
+                };
+                assert_eq!(prediction.features.as_ptr() as usize, storage, "{format:?}");
+                buffers.recycle(event);
+            }
         }
     }
 
