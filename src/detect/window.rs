@@ -415,15 +415,20 @@ mod tests {
         assert_eq!(clock.advance(), None);
     }
 
-    #[test]
-    fn one_far_future_timestamp_cannot_blind_the_stream() {
+    /// One-minute panes, jumps over an hour refused unless 3 in a row agree.
+    fn guarded_clock(allowed_lateness_ms: i64) -> PaneClock {
         let guard = JumpGuard {
             max_jump_ms: 3_600_000,
             confirmations: 3,
         };
-        let mut clock = PaneClock::new(60_000, 5_000)
+        PaneClock::new(60_000, allowed_lateness_ms)
             .unwrap()
-            .with_jump_guard(guard);
+            .with_jump_guard(guard)
+    }
+
+    #[test]
+    fn one_far_future_timestamp_cannot_blind_the_stream() {
+        let mut clock = guarded_clock(5_000);
         assert!(matches!(
             clock.admit(1_000_000, None),
             Admission::OnTime { .. }
@@ -451,11 +456,7 @@ mod tests {
 
     #[test]
     fn a_real_resumption_is_taken_after_the_confirmations() {
-        let guard = JumpGuard {
-            max_jump_ms: 3_600_000,
-            confirmations: 3,
-        };
-        let mut clock = PaneClock::new(60_000, 0).unwrap().with_jump_guard(guard);
+        let mut clock = guarded_clock(0);
         assert!(matches!(clock.admit(0, None), Admission::OnTime { .. }));
         // Two days of silence, then traffic again: the first two are dropped, the third
         // moves the stream's time, and the rest flow.
@@ -476,13 +477,7 @@ mod tests {
 
     #[test]
     fn a_far_future_first_event_is_refused_by_its_write_time() {
-        let guard = JumpGuard {
-            max_jump_ms: 3_600_000,
-            confirmations: 3,
-        };
-        let mut clock = PaneClock::new(60_000, 5_000)
-            .unwrap()
-            .with_jump_guard(guard);
+        let mut clock = guarded_clock(5_000);
         let now = 1_767_225_600_000;
         // The stream's very first event is stamped in microseconds: nothing came before it,
         // but it was written at `now`, so it cannot have happened decades later.
@@ -508,9 +503,7 @@ mod tests {
             clock.admit(now + 10_000, Some(now + 10_000 - 3_600_000)),
             Admission::OnTime { .. }
         ));
-        let mut fresh = PaneClock::new(60_000, 5_000)
-            .unwrap()
-            .with_jump_guard(guard);
+        let mut fresh = guarded_clock(5_000);
         assert!(matches!(
             fresh.admit(now - 86_400_000, Some(now)),
             Admission::OnTime { .. }
