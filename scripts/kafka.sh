@@ -39,8 +39,9 @@ POM="$SCRIPT_DIR/kafka/pom.xml"
 HOST=127.0.0.1
 NODE_ID=1
 
-log() { printf 'kafka.sh: %s\n' "$*" >&2; }
-die() { printf 'kafka.sh: error: %s\n' "$*" >&2; exit 1; }
+TOOL=kafka.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 [[ -f "$POM" ]] || die "missing $POM"
 KAFKA_VERSION="$(sed -n 's:.*<kafka\.version>\([^<]*\)</kafka\.version>.*:\1:p' "$POM" | head -n1)"
@@ -65,8 +66,6 @@ JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 # classpath and logging, for every JVM we run from the jar cache
 KAFKA_JVM=(-Dkafka.logs.dir="$LOG_DIR" -Dlog4j2.configurationFile="$LOG4J_FILE" -cp "$CACHE/*")
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"; }
-
 check_java() {
   need "$JAVA" "Kafka $KAFKA_VERSION needs Java 17 or newer; set JAVA_HOME or install openjdk-17-jre-headless"
   local v
@@ -75,25 +74,15 @@ check_java() {
   ((v >= 17)) || die "Kafka $KAFKA_VERSION needs Java 17 or newer; $JAVA is Java $v (set JAVA_HOME)"
 }
 
-# Small helpers in Python: free ports, cluster ids, and a Kafka-protocol readiness probe.
+# Small helpers in Python: cluster ids, ports after a restart, and a Kafka-protocol readiness
+# probe.
 py() {
-  need python3 "used to pick ports and to probe the broker"
+  need python3 "used to probe the broker"
   python3 - "$@" <<'PY'
 import base64, os, socket, struct, sys
 
 cmd = sys.argv[1]
-if cmd == "ports":            # two distinct free TCP ports on 127.0.0.1
-    socks = []
-    for _ in range(2):
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-    print(" ".join(str(s.getsockname()[1]) for s in socks))
-elif cmd == "port-free":      # exit 0 if the port can be bound on 127.0.0.1
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", int(sys.argv[2])))
-    except OSError:
-        sys.exit(1)
-elif cmd == "port-bindable":  # exit 0 if a server could bind the port with SO_REUSEADDR, as the
+if cmd == "port-bindable":  # exit 0 if a server could bind the port with SO_REUSEADDR, as the
     s = socket.socket()        # broker does: TIME_WAIT leftovers are fine, a listener is not
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -175,12 +164,6 @@ ensure() {
 }
 
 # ---------------------------------------------------------------- state
-lock_run() {
-  mkdir -p "$RUN"
-  exec 9>"$RUN/.lock"
-  flock -w $((START_TIMEOUT + 60)) 9 || die "timed out waiting for another kafka.sh on $RUN (lock $RUN/.lock)"
-}
-
 broker_pid() {   # prints the pid if our broker process is alive
   [[ -f "$PID_FILE" ]] || return 1
   local pid
@@ -323,13 +306,13 @@ cmd_start() {
   rm -f "$LOG_DIR"/server.log*
 
   local bport cport ports
-  ports="$(py ports)" || die "could not pick free ports"
+  ports="$(free_ports)" || die "could not pick free ports"
   read -r bport cport <<<"$ports"
   bport="${DRIFTWATCH_KAFKA_PORT:-$bport}"
   cport="${DRIFTWATCH_KAFKA_CONTROLLER_PORT:-$cport}"
   [[ "$bport" != "$cport" ]] || die "broker and controller ports must differ (both $bport)"
-  py port-free "$bport" || die "broker port $HOST:$bport is in use"
-  py port-free "$cport" || die "controller port $HOST:$cport is in use"
+  port_free "$bport" || die "broker port $HOST:$bport is in use"
+  port_free "$cport" || die "controller port $HOST:$cport is in use"
   write_config "$bport" "$cport"
 
   local cluster_id
@@ -370,40 +353,13 @@ launch_broker() {   # broker-port controller-port
   log "ready on $addr after $((SECONDS - t0)) s (pid $pid)"
 }
 
-wait_ready() {   # pid addr
-  local pid="$1" addr="$2" deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    answering "$addr" 2>/dev/null && return 0
-    sleep 0.5
-  done
-  return 1
-}
-
-stop_broker() {   # pid: SIGTERM, wait up to 30 s, then SIGKILL (and wait up to 5 s more)
-  local pid="$1" i
-  log "stopping broker pid $pid ..."
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "broker pid $pid still running after 30 s; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-  fi
-  log "stopped"
-}
+wait_ready() { wait_until_ready "$1" 0.5 answering "$2"; }   # pid addr
 
 cmd_stop() {
   lock_run
   local pid
   if pid="$(broker_pid)"; then
-    stop_broker "$pid"
+    stop_process "$pid" broker
   else
     log "no broker running (run folder $RUN)"
   fi
@@ -437,7 +393,7 @@ cmd_restart() {
 
   local pid
   if pid="$(broker_pid)"; then
-    stop_broker "$pid"
+    stop_process "$pid" broker
   else
     log "no broker running (run folder $RUN); starting it again from its kept state"
   fi
@@ -471,11 +427,6 @@ cmd_bootstrap() {
     die "no broker running (run folder $RUN); run '$0 start'"
   fi
   printf '%s\n' "$addr"
-}
-
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-  exit 2
 }
 
 case "${1:-}" in

@@ -45,8 +45,9 @@ HOST=127.0.0.1
 # The Confluent-compatible API (Confluent Schema Registry 7.x REST paths) under the server root.
 CCOMPAT_PATH=/apis/ccompat/v7
 
-log() { printf 'registry.sh: %s\n' "$*" >&2; }
-die() { printf 'registry.sh: error: %s\n' "$*" >&2; exit 1; }
+TOOL=registry.sh
+# shellcheck source=scripts/lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 [[ -f "$POM" ]] || die "missing $POM"
 POM_VERSION="$(sed -n 's:.*<apicurio\.version>\([^<]*\)</apicurio\.version>.*:\1:p' "$POM" | head -n1)"
@@ -66,27 +67,14 @@ URL_FILE="$RUN/url"
 LOG_DIR="$RUN/logs"
 TMP_DIR="$RUN/tmp"
 
-need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found on PATH ($2)"; }
-
-# Small helpers in Python: free ports, class-file versions, and an HTTP readiness probe.
+# Small helpers in Python: class-file versions and an HTTP readiness probe.
 py() {
-  need python3 "used to pick ports and to probe the registry"
+  need python3 "used to probe the registry"
   python3 - "$@" <<'PY'
-import json, socket, sys, urllib.request, zipfile
+import json, sys, urllib.request, zipfile
 
 cmd = sys.argv[1]
-if cmd == "ports":            # two distinct free TCP ports on 127.0.0.1
-    socks = []
-    for _ in range(2):
-        s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-    print(" ".join(str(s.getsockname()[1]) for s in socks))
-elif cmd == "port-free":      # exit 0 if the port can be bound on 127.0.0.1
-    s = socket.socket()
-    try:
-        s.bind(("127.0.0.1", int(sys.argv[2])))
-    except OSError:
-        sys.exit(1)
-elif cmd == "class-release":  # the newest Java release the registry's own classes need
+if cmd == "class-release":  # the newest Java release the registry's own classes need
     majors = set()
     with zipfile.ZipFile(sys.argv[2]) as z:
         for name in z.namelist():
@@ -201,12 +189,6 @@ pick_java() {
 }
 
 # ---------------------------------------------------------------- state
-lock_run() {
-  mkdir -p "$RUN"
-  exec 9>"$RUN/.lock"
-  flock -w $((START_TIMEOUT + 60)) 9 || die "timed out waiting for another registry.sh on $RUN (lock $RUN/.lock)"
-}
-
 registry_pid() {   # prints the pid if our registry process is alive
   [[ -f "$PID_FILE" ]] || return 1
   local pid
@@ -229,15 +211,7 @@ tail_log() {
   fi
 }
 
-wait_ready() {   # pid url
-  local pid="$1" url="$2" deadline=$((SECONDS + START_TIMEOUT))
-  while ((SECONDS < deadline)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    py probe "$url" && return 0
-    sleep 0.25
-  done
-  return 1
-}
+wait_ready() { wait_until_ready "$1" 0.25 py probe "$2"; }   # pid url
 
 # ---------------------------------------------------------------- commands
 cmd_start() {
@@ -259,13 +233,13 @@ cmd_start() {
   : >"$LOG_DIR/registry.log"
 
   local port mport ports jar t0=$SECONDS
-  ports="$(py ports)" || die "could not pick free ports"
+  ports="$(free_ports)" || die "could not pick free ports"
   read -r port mport <<<"$ports"
   port="${DRIFTWATCH_REGISTRY_PORT:-$port}"
   if [[ "$mport" == "$port" ]]; then
-    mport="$(py ports | cut -d' ' -f2)"
+    mport="$(free_ports | cut -d' ' -f2)"
   fi
-  py port-free "$port" || die "port $HOST:$port is in use"
+  port_free "$port" || die "port $HOST:$port is in use"
   jar="$(launcher "$CACHE")" || die "no launcher jar in $CACHE; delete it and run '$0 ensure'"
   url="http://$HOST:$port$CCOMPAT_PATH"
 
@@ -324,23 +298,9 @@ cmd_start() {
 
 cmd_stop() {
   lock_run
-  local pid i
+  local pid
   if pid="$(registry_pid)"; then
-    log "stopping registry pid $pid ..."
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 300; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      log "registry pid $pid still running after 30 s; sending SIGKILL"
-      kill -KILL "$pid" 2>/dev/null || true
-      for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-      done
-    fi
-    log "stopped"
+    stop_process "$pid" registry
   else
     log "no registry running (run folder $RUN)"
   fi
@@ -367,11 +327,6 @@ cmd_url() {
     die "no registry running (run folder $RUN); run '$0 start'"
   fi
   printf '%s\n' "$url"
-}
-
-usage() {
-  sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
-  exit 2
 }
 
 case "${1:-}" in
