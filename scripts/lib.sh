@@ -57,22 +57,25 @@ wait_until_ready() {   # pid interval probe args...
   return 1
 }
 
-# SIGTERM, up to 30 s for a clean exit, then SIGKILL (and up to 5 s more).
-stop_process() {   # pid what
-  local pid="$1" what="$2" i
-  log "stopping $what pid $pid ..."
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 300; i++)); do
-    kill -0 "$pid" 2>/dev/null || break
+# Waits up to TENTHS tenths of a second for process PID to end; 0 when it has.
+wait_exit() {   # pid tenths
+  local i
+  for ((i = 0; i < $2; i++)); do
+    kill -0 "$1" 2>/dev/null || return 0
     sleep 0.1
   done
-  if kill -0 "$pid" 2>/dev/null; then
+  ! kill -0 "$1" 2>/dev/null
+}
+
+# SIGTERM, up to 30 s for a clean exit, then SIGKILL (and up to 5 s more).
+stop_process() {   # pid what
+  local pid="$1" what="$2"
+  log "stopping $what pid $pid ..."
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! wait_exit "$pid" 300; then
     log "$what pid $pid still running after 30 s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
+    wait_exit "$pid" 50 || true
   fi
   log "stopped"
 }

@@ -359,21 +359,8 @@ impl Decoder {
     /// A [`DecodeError`] for anything that is not one well-formed event of the configured
     /// format; never panics.
     pub fn decode<'a>(&self, payload: &'a [u8]) -> Result<Event<'a>, DecodeError> {
-        if payload.len() > self.max_payload_bytes {
-            return Err(DecodeError::Oversized {
-                size: payload.len(),
-                limit: self.max_payload_bytes,
-            });
-        }
-        match self.format {
-            Format::Json => json::decode_event(payload, self.kind),
-            Format::Avro => avro::decode_event(payload, self.kind),
-            Format::Confluent => {
-                let (id, body) = split_confluent(payload)?;
-                self.check_schema_id(id)?;
-                avro::decode_event(body, self.kind).map_err(|e| e.shifted(wire::HEADER_LEN))
-            }
-        }
+        // Fresh (empty) lists allocate only as the event's entries arrive.
+        self.decode_reusing(payload, &mut EventBuffers::default())
     }
 
     /// [`Decoder::decode`], building the event's lists in `buffers`' storage; give it back
@@ -387,9 +374,14 @@ impl Decoder {
         payload: &'a [u8],
         buffers: &mut EventBuffers,
     ) -> Result<Event<'a>, DecodeError> {
+        if payload.len() > self.max_payload_bytes {
+            return Err(DecodeError::Oversized {
+                size: payload.len(),
+                limit: self.max_payload_bytes,
+            });
+        }
         match self.format {
-            Format::Json => self.decode(payload),
-            _ if payload.len() > self.max_payload_bytes => self.decode(payload),
+            Format::Json => json::decode_event(payload, self.kind),
             Format::Avro => avro::decode_event_reusing(payload, self.kind, buffers),
             Format::Confluent => {
                 let (id, body) = split_confluent(payload)?;
