@@ -10,6 +10,11 @@
 //! `missing_field` from `wrong_type` and names the field (`features.age`) for the dead-letter
 //! header. serde_json still does all the parsing, including its nesting limit (128 levels), so
 //! deep input is an error rather than a stack overflow.
+//!
+//! The tree costs an allocation per object and array, so events written the plain way take a
+//! second route first: the direct path (module `direct`) streams them from serde_json into the event with no
+//! tree, its lists in storage lent by the caller, and gives way to the tree path on anything
+//! unusual. The tree path alone defines what a payload means and reports every error.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -17,7 +22,7 @@ use std::fmt;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{field_path, DecodeError, EventKind};
+use super::{field_path, DecodeError, EventBuffers, EventKind};
 use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 use crate::monitor::output::{DriftAlert, RetrainRequest};
 
@@ -218,12 +223,35 @@ fn parse(text: &str) -> Result<Json<'_>, DecodeError> {
 /// `invalid_utf8`, `invalid_json`, `trailing_bytes`, `missing_field`, `wrong_type` or
 /// `invalid_value`, naming the field.
 pub fn decode_event(payload: &[u8], default_kind: EventKind) -> Result<Event<'_>, DecodeError> {
+    decode_event_reusing(payload, default_kind, &mut EventBuffers::default())
+}
+
+/// [`decode_event`], building a prediction's feature and attribute lists in `buffers`' storage
+/// (give it back with [`EventBuffers::recycle`]): once warm, a plainly written event decodes
+/// without allocating (the direct path; see the module doc).
+///
+/// # Errors
+/// As [`decode_event`].
+pub fn decode_event_reusing<'a>(
+    payload: &'a [u8],
+    default_kind: EventKind,
+    buffers: &mut EventBuffers,
+) -> Result<Event<'a>, DecodeError> {
     // Checked up front so the reason is precise (serde_json would call it a syntax error),
     // and so serde_json can then work on a `&str` without validating again.
     let text = std::str::from_utf8(payload).map_err(|e| DecodeError::InvalidUtf8 {
         field: "(payload)".to_owned(),
         offset: e.valid_up_to(),
     })?;
+    match direct::decode(text, default_kind, buffers) {
+        Some(event) => Ok(event),
+        None => decode_tree(text, default_kind),
+    }
+}
+
+/// The tree path: every payload the direct path declines, errors included, decodes here, so
+/// this function alone defines what a JSON payload means.
+fn decode_tree(text: &str, default_kind: EventKind) -> Result<Event<'_>, DecodeError> {
     match parse(text) {
         Ok(root) => event_from(root, default_kind),
         Err(error) => match lenient::rewrite_non_finite(text) {
@@ -663,6 +691,682 @@ mod lenient {
             ),
             other => other,
         })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The direct path
+// ---------------------------------------------------------------------------------------------
+
+/// The direct path: serde_json streams a payload straight into an [`Event`], a prediction's
+/// lists built in lent storage, with no value tree in between, so a warm decoder allocates
+/// nothing per event (the tree costs an allocation per object and array).
+///
+/// It takes what producers send every day: the plain mirror of the schema, Avro-JSON union
+/// wrappers included, unknown fields skipped. On anything else (a duplicate field, a missing
+/// or mistyped one, `"kind": "label"` on the prediction topic, a bare `NaN`, trailing bytes,
+/// broken syntax) it *declines* and [`decode_tree`] decodes the payload from scratch. It
+/// never reports an error of its own, so dead-letter reasons and field paths stay the tree
+/// path's, and a test holds its results equal to the tree path's on valid, unusual and
+/// broken payloads alike.
+mod direct {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use serde::de::{
+        self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+
+    use super::{BorrowedStr, EventBuffers, EventKind};
+    use crate::codec::{Attributes, Features};
+    use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
+
+    /// The event in `text`, or `None` when the tree path must decide (see the module).
+    pub(super) fn decode<'a>(
+        text: &'a str,
+        kind: EventKind,
+        buffers: &mut EventBuffers,
+    ) -> Option<Event<'a>> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let event = match kind {
+            EventKind::Prediction => {
+                let (features, attributes) = buffers.lend();
+                let visitor = PredictionVisitor {
+                    features,
+                    attributes,
+                };
+                Event::Prediction((&mut deserializer).deserialize_map(visitor).ok()?)
+            }
+            EventKind::Label => {
+                Event::Label((&mut deserializer).deserialize_map(LabelVisitor).ok()?)
+            }
+        };
+        if deserializer.end().is_err() {
+            buffers.recycle(event);
+            return None;
+        }
+        Some(event)
+    }
+
+    /// The error that makes the direct path give way to the tree path. Its text is never
+    /// shown; allocating it is fine because it only happens on the rare path.
+    fn decline<E: de::Error>() -> E {
+        E::custom("left to the tree path")
+    }
+
+    /// Fills a field's slot; a second occurrence declines (the tree path reports it).
+    fn put<T, E: de::Error>(slot: &mut Option<T>, value: T) -> Result<(), E> {
+        if slot.is_some() {
+            return Err(decline());
+        }
+        *slot = Some(value);
+        Ok(())
+    }
+
+    /// Marks a field whose value went straight into a list as seen; a second one declines.
+    fn first<E: de::Error>(seen: &mut bool) -> Result<(), E> {
+        if std::mem::replace(seen, true) {
+            return Err(decline());
+        }
+        Ok(())
+    }
+
+    /// The rest of a union wrapper `{"<branch>": value}` after its one entry: more entries
+    /// make it an ordinary object, which the tree path reports as a wrong type.
+    fn end_of_wrapper<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
+        match map.next_key::<IgnoredAny>()? {
+            Some(_) => Err(decline()),
+            None => Ok(()),
+        }
+    }
+
+    /// A value of an unknown field, parsed and dropped. Not serde's `IgnoredAny`: that skips
+    /// strings without decoding their escapes, so it would take a lone surrogate (`"\ud800"`)
+    /// that the tree path's parse rejects.
+    struct Skipped;
+
+    impl<'de> de::Deserialize<'de> for Skipped {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(SkippedVisitor)
+        }
+    }
+
+    struct SkippedVisitor;
+
+    impl<'de> Visitor<'de> for SkippedVisitor {
+        type Value = Skipped;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Skipped, E> {
+            Ok(Skipped)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Skipped, E> {
+            Ok(Skipped)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Skipped, E> {
+            Ok(Skipped)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Skipped, E> {
+            Ok(Skipped)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Skipped, E> {
+            Ok(Skipped)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Skipped, E> {
+            Ok(Skipped)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skipped, A::Error> {
+            while seq.next_element::<Skipped>()?.is_some() {}
+            Ok(Skipped)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skipped, A::Error> {
+            while map.next_entry::<Skipped, Skipped>()?.is_some() {}
+            Ok(Skipped)
+        }
+    }
+
+    struct PredictionVisitor<'a> {
+        features: Features<'a>,
+        attributes: Attributes<'a>,
+    }
+
+    impl<'de> Visitor<'de> for PredictionVisitor<'de> {
+        type Value = PredictionEvent<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a prediction event")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(mut self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut event_id = None;
+            let mut model_id = None;
+            let mut model_version = None;
+            let mut timestamp = None;
+            let mut prediction = None;
+            let (mut features, mut attributes, mut kind) = (false, false, false);
+            while let Some(BorrowedStr(key)) = map.next_key()? {
+                match key.as_ref() {
+                    "event_id" => put(&mut event_id, map.next_value::<BorrowedStr>()?.0)?,
+                    "model_id" => put(&mut model_id, map.next_value::<BorrowedStr>()?.0)?,
+                    "model_version" => put(&mut model_version, map.next_value::<BorrowedStr>()?.0)?,
+                    // serde's `i64` takes exactly the JSON integers that fit; fractions,
+                    // exponents and larger integers decline.
+                    "timestamp" => put(&mut timestamp, map.next_value::<i64>()?)?,
+                    "features" => {
+                        first(&mut features)?;
+                        map.next_value_seed(FeatureList(&mut self.features))?;
+                    }
+                    "prediction" => put(&mut prediction, map.next_value::<PredictionRecord>()?.0)?,
+                    "attributes" => {
+                        first(&mut attributes)?;
+                        map.next_value_seed(AttributeList(&mut self.attributes))?;
+                    }
+                    "kind" => {
+                        first(&mut kind)?;
+                        if map.next_value::<BorrowedStr>()?.0 != "prediction" {
+                            return Err(decline());
+                        }
+                    }
+                    _ => {
+                        map.next_value::<Skipped>()?;
+                    }
+                }
+            }
+            if !features {
+                return Err(decline());
+            }
+            Ok(PredictionEvent {
+                event_id: event_id.ok_or_else(decline)?,
+                model_id: model_id.ok_or_else(decline)?,
+                model_version: model_version.ok_or_else(decline)?,
+                timestamp: timestamp.ok_or_else(decline)?,
+                features: self.features,
+                prediction: prediction.ok_or_else(decline)?,
+                attributes: self.attributes,
+            })
+        }
+    }
+
+    struct LabelVisitor;
+
+    impl<'de> Visitor<'de> for LabelVisitor {
+        type Value = LabelEvent<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a label event")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut event_id = None;
+            let mut model_id = None;
+            let mut timestamp = None;
+            let mut label = None;
+            let mut kind = false;
+            while let Some(BorrowedStr(key)) = map.next_key()? {
+                match key.as_ref() {
+                    "event_id" => put(&mut event_id, map.next_value::<BorrowedStr>()?.0)?,
+                    "model_id" => put(&mut model_id, map.next_value::<BorrowedStr>()?.0)?,
+                    "timestamp" => put(&mut timestamp, map.next_value::<i64>()?)?,
+                    "label" => put(&mut label, map.next_value::<Truth>()?.0)?,
+                    "kind" => {
+                        first(&mut kind)?;
+                        if map.next_value::<BorrowedStr>()?.0 != "label" {
+                            return Err(decline());
+                        }
+                    }
+                    _ => {
+                        map.next_value::<Skipped>()?;
+                    }
+                }
+            }
+            Ok(LabelEvent {
+                event_id: event_id.ok_or_else(decline)?,
+                model_id: model_id.ok_or_else(decline)?,
+                timestamp: timestamp.ok_or_else(decline)?,
+                label: label.ok_or_else(decline)?,
+            })
+        }
+    }
+
+    /// A label's value: a string or a number, bare or in a union wrapper.
+    struct Truth<'a>(LabelValue<'a>);
+
+    impl<'de> de::Deserialize<'de> for Truth<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(TruthVisitor)
+        }
+    }
+
+    struct TruthVisitor;
+
+    impl<'de> Visitor<'de> for TruthVisitor {
+        type Value = Truth<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a label value")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Truth(LabelValue::Number(v as f64)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Truth(LabelValue::Number(v as f64)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Truth(LabelValue::Number(v)))
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Truth(LabelValue::Text(Cow::Borrowed(v))))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Truth(LabelValue::Text(Cow::Owned(v.to_owned()))))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let Some(BorrowedStr(branch)) = map.next_key()? else {
+                return Err(decline());
+            };
+            let value = match branch.as_ref() {
+                "double" | "float" | "long" | "int" => LabelValue::Number(map.next_value()?),
+                "string" => LabelValue::Text(map.next_value::<BorrowedStr>()?.0),
+                _ => return Err(decline()),
+            };
+            end_of_wrapper(&mut map)?;
+            Ok(Truth(value))
+        }
+    }
+
+    /// The `features` map, pushed entry by entry into the lent list.
+    struct FeatureList<'s, 'a>(&'s mut Features<'a>);
+
+    impl<'de> DeserializeSeed<'de> for FeatureList<'_, 'de> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for FeatureList<'_, 'de> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a map of feature values")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(BorrowedStr(name)) = map.next_key()? {
+                let Feature(value) = map.next_value()?;
+                self.0.push((name, value));
+            }
+            Ok(())
+        }
+    }
+
+    /// A feature value: null, number, string, boolean, or one of those in a union wrapper.
+    struct Feature<'a>(FeatureValue<'a>);
+
+    impl<'de> de::Deserialize<'de> for Feature<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(FeatureVisitor)
+        }
+    }
+
+    struct FeatureVisitor;
+
+    impl<'de> Visitor<'de> for FeatureVisitor {
+        type Value = Feature<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a feature value")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Null))
+        }
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Bool(v)))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Number(v as f64)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Number(v as f64)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Number(v)))
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Text(Cow::Borrowed(v))))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Feature(FeatureValue::Text(Cow::Owned(v.to_owned()))))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let Some(BorrowedStr(branch)) = map.next_key()? else {
+                return Err(decline());
+            };
+            let value = match branch.as_ref() {
+                "double" | "float" | "long" | "int" => FeatureValue::Number(map.next_value()?),
+                "string" => FeatureValue::Text(map.next_value::<BorrowedStr>()?.0),
+                "boolean" => FeatureValue::Bool(map.next_value()?),
+                _ => return Err(decline()),
+            };
+            end_of_wrapper(&mut map)?;
+            Ok(Feature(value))
+        }
+    }
+
+    /// The `prediction` record; each of its fields may be absent or null.
+    struct PredictionRecord<'a>(Prediction<'a>);
+
+    impl<'de> de::Deserialize<'de> for PredictionRecord<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_map(PredictionRecordVisitor)
+        }
+    }
+
+    struct PredictionRecordVisitor;
+
+    impl<'de> Visitor<'de> for PredictionRecordVisitor {
+        type Value = PredictionRecord<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a prediction record")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut score = None;
+            let mut label = None;
+            let mut probabilities = None;
+            while let Some(BorrowedStr(key)) = map.next_key()? {
+                match key.as_ref() {
+                    "score" => put(&mut score, map.next_value::<Score>()?.0)?,
+                    "label" => put(&mut label, map.next_value::<ClassName>()?.0)?,
+                    "probabilities" => {
+                        put(&mut probabilities, map.next_value::<Probabilities>()?.0)?
+                    }
+                    _ => {
+                        map.next_value::<Skipped>()?;
+                    }
+                }
+            }
+            Ok(PredictionRecord(Prediction {
+                score: score.flatten(),
+                label: label.flatten(),
+                probabilities: probabilities.flatten(),
+            }))
+        }
+    }
+
+    /// `prediction.score`: null, a number, or a number in a union wrapper.
+    struct Score(Option<f64>);
+
+    impl<'de> de::Deserialize<'de> for Score {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(ScoreVisitor)
+        }
+    }
+
+    struct ScoreVisitor;
+
+    impl<'de> Visitor<'de> for ScoreVisitor {
+        type Value = Score;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a score")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(Score(None))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Score(Some(v as f64)))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Score(Some(v as f64)))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Score(Some(v)))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            match map.next_key::<BorrowedStr>()? {
+                Some(BorrowedStr(branch))
+                    if matches!(branch.as_ref(), "double" | "float" | "long" | "int") =>
+                {
+                    let score = map.next_value()?;
+                    end_of_wrapper(&mut map)?;
+                    Ok(Score(Some(score)))
+                }
+                _ => Err(decline()),
+            }
+        }
+    }
+
+    /// `prediction.label`: null, a string, or a string in a union wrapper.
+    struct ClassName<'a>(Option<Cow<'a, str>>);
+
+    impl<'de> de::Deserialize<'de> for ClassName<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(ClassNameVisitor)
+        }
+    }
+
+    struct ClassNameVisitor;
+
+    impl<'de> Visitor<'de> for ClassNameVisitor {
+        type Value = ClassName<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a class name")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(ClassName(None))
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(ClassName(Some(Cow::Borrowed(v))))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(ClassName(Some(Cow::Owned(v.to_owned()))))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            match map.next_key::<BorrowedStr>()? {
+                Some(BorrowedStr(branch)) if branch == "string" => {
+                    let BorrowedStr(class) = map.next_value()?;
+                    end_of_wrapper(&mut map)?;
+                    Ok(ClassName(Some(class)))
+                }
+                _ => Err(decline()),
+            }
+        }
+    }
+
+    /// `prediction.probabilities`: null, a map of numbers, or that map in a `{"map": …}`
+    /// wrapper. (Its list is allocated: few producers send one, and the Avro path allocates it
+    /// too.)
+    struct Probabilities<'a>(Option<Vec<(Cow<'a, str>, f64)>>);
+
+    impl<'de> de::Deserialize<'de> for Probabilities<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            let mut list = Vec::new();
+            let present = deserializer.deserialize_any(WrappableMap {
+                list: &mut list,
+                entry: Scalar::number,
+            })?;
+            Ok(Probabilities(present.then_some(list)))
+        }
+    }
+
+    /// The `attributes` map of strings (or null, or in a `{"map": …}` wrapper), pushed into
+    /// the lent list.
+    struct AttributeList<'s, 'a>(&'s mut Attributes<'a>);
+
+    impl<'de> DeserializeSeed<'de> for AttributeList<'_, 'de> {
+        type Value = ();
+
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_any(WrappableMap {
+                list: self.0,
+                entry: Scalar::text,
+            })?;
+            Ok(())
+        }
+    }
+
+    /// A value inside a map field; the field's `entry` function takes the type it holds.
+    enum Scalar<'a> {
+        Number(f64),
+        Text(Cow<'a, str>),
+    }
+
+    impl<'a> Scalar<'a> {
+        fn number(self) -> Option<f64> {
+            match self {
+                Scalar::Number(x) => Some(x),
+                Scalar::Text(_) => None,
+            }
+        }
+
+        fn text(self) -> Option<Cow<'a, str>> {
+            match self {
+                Scalar::Text(text) => Some(text),
+                Scalar::Number(_) => None,
+            }
+        }
+    }
+
+    impl<'de> de::Deserialize<'de> for Scalar<'de> {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(ScalarVisitor)
+        }
+    }
+
+    struct ScalarVisitor;
+
+    impl<'de> Visitor<'de> for ScalarVisitor {
+        type Value = Scalar<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number or a string")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Scalar::Number(v as f64))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Scalar::Number(v as f64))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Scalar::Number(v))
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Scalar::Text(Cow::Borrowed(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Scalar::Text(Cow::Owned(v.to_owned())))
+        }
+    }
+
+    /// A map field whose union is `{null, map}`: null (the visitor's value is `false`), the
+    /// map itself, or the map in a `{"map": …}` wrapper, recognised as the tree path does (a
+    /// single entry named `map` holding an object). Entries go into `list` through `entry`,
+    /// whose `None` (a value of the wrong type) declines.
+    struct WrappableMap<'s, 'de, T> {
+        list: &'s mut Vec<(Cow<'de, str>, T)>,
+        entry: fn(Scalar<'de>) -> Option<T>,
+    }
+
+    impl<'de, T> Visitor<'de> for WrappableMap<'_, 'de, T> {
+        type Value = bool;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("null or a map")
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+            let Some(BorrowedStr(key)) = map.next_key()? else {
+                return Ok(true);
+            };
+            let value = if key == "map" {
+                let seed = FirstValue {
+                    list: &mut *self.list,
+                    entry: self.entry,
+                };
+                match map.next_value_seed(seed)? {
+                    Some(value) => value,
+                    None => {
+                        // The wrapper's map went into the list.
+                        end_of_wrapper(&mut map)?;
+                        return Ok(true);
+                    }
+                }
+            } else {
+                map.next_value()?
+            };
+            self.list
+                .push((key, (self.entry)(value).ok_or_else(decline)?));
+            fill(&mut map, self.list, self.entry)?;
+            Ok(true)
+        }
+    }
+
+    /// The remaining entries of a map into `list`.
+    fn fill<'de, A: MapAccess<'de>, T>(
+        map: &mut A,
+        list: &mut Vec<(Cow<'de, str>, T)>,
+        entry: fn(Scalar<'de>) -> Option<T>,
+    ) -> Result<(), A::Error> {
+        while let Some(BorrowedStr(key)) = map.next_key()? {
+            let value = entry(map.next_value()?).ok_or_else(decline)?;
+            list.push((key, value));
+        }
+        Ok(())
+    }
+
+    /// The value of a map field's first entry when its key is `map`: a scalar (`Some`), or the
+    /// object of a wrapper, whose entries go straight into `list` (`None`).
+    struct FirstValue<'s, 'de, T> {
+        list: &'s mut Vec<(Cow<'de, str>, T)>,
+        entry: fn(Scalar<'de>) -> Option<T>,
+    }
+
+    impl<'de, T> DeserializeSeed<'de> for FirstValue<'_, 'de, T> {
+        type Value = Option<Scalar<'de>>;
+
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de, T> Visitor<'de> for FirstValue<'_, 'de, T> {
+        type Value = Option<Scalar<'de>>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a number, a string or a map")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            ScalarVisitor.visit_i64(v).map(Some)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            ScalarVisitor.visit_u64(v).map(Some)
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            ScalarVisitor.visit_f64(v).map(Some)
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            ScalarVisitor.visit_borrowed_str(v).map(Some)
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            ScalarVisitor.visit_str(v).map(Some)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            fill(&mut map, self.list, self.entry)?;
+            Ok(None)
+        }
     }
 }
 
@@ -1334,6 +2038,253 @@ mod tests {
         ]
     }
 
+    /// The fields of a generated payload, in any order: a prediction's or a label's, each
+    /// usually valid and sometimes any variant of its key, plus a few random fields (which
+    /// may repeat a key or supply a missing one).
+    fn payload_fields() -> impl Strategy<Value = Vec<String>> {
+        let prediction = (
+            payload_field("event_id"),
+            payload_field("model_id"),
+            payload_field("model_version"),
+            payload_field("timestamp"),
+            payload_field("features"),
+            payload_field("prediction"),
+            payload_field("attributes"),
+        )
+            .prop_map(|(a, b, c, d, e, f, g)| vec![a, b, c, d, e, f, g]);
+        let label = (
+            payload_field("event_id"),
+            payload_field("model_id"),
+            payload_field("timestamp"),
+            payload_field("label"),
+        )
+            .prop_map(|(a, b, c, d)| vec![a, b, c, d]);
+        let extra = proptest::collection::vec(payload_field(""), 0..4);
+        (prop_oneof![prediction, label], extra)
+            .prop_flat_map(|(mut fields, extra)| {
+                fields.extend(extra);
+                Just(fields).prop_shuffle()
+            })
+            // An absent field: most variants keep every field, some drop one.
+            .prop_flat_map(|fields| {
+                let len = fields.len();
+                (Just(fields), 0..len * 4)
+            })
+            .prop_map(|(mut fields, drop)| {
+                if drop < fields.len() {
+                    fields.remove(drop);
+                }
+                fields
+            })
+    }
+
+    /// Keys of the generated payloads, each with the variants of its value (see
+    /// [`value_variants`]).
+    const PAYLOAD_KEYS: [&str; 10] = [
+        "event_id",
+        "model_id",
+        "model_version",
+        "timestamp",
+        "features",
+        "prediction",
+        "attributes",
+        "label",
+        "kind",
+        "extra",
+    ];
+
+    /// One `"key": value` of a generated payload: for a named key, usually a valid value and
+    /// otherwise any variant of that key's value; for `""`, any key with any variant.
+    fn payload_field(key: &'static str) -> BoxedStrategy<String> {
+        let valid = match key {
+            "event_id" | "model_id" | "model_version" => r#""m-1""#,
+            "timestamp" => "1718000000000",
+            "features" => r#"{"amount":12.5,"country":"FR","vip":true,"age":null}"#,
+            "prediction" => r#"{"score":0.9,"label":"fraud"}"#,
+            "attributes" => r#"{"segment":"smb"}"#,
+            "label" => r#""fraud""#,
+            _ => {
+                return proptest::sample::select(&PAYLOAD_KEYS[..])
+                    .prop_flat_map(|key| {
+                        value_variants(key).prop_map(move |value| format!(r#""{key}":{value}"#))
+                    })
+                    .boxed()
+            }
+        };
+        prop_oneof![6 => Just(valid.to_owned()), 1 => value_variants(key)]
+            .prop_map(move |value| format!(r#""{key}":{value}"#))
+            .boxed()
+    }
+
+    /// The variants of a key's value: valid, wrapped, null, mistyped, escaped, nested.
+    fn value_variants(key: &str) -> BoxedStrategy<String> {
+        let one_of = |variants: &'static [&'static str]| {
+            proptest::sample::select(variants)
+                .prop_map(str::to_owned)
+                .boxed()
+        };
+        match key {
+            "event_id" | "model_id" | "model_version" => one_of(&[
+                r#""e-1""#,
+                r#""e\u00e9""#,
+                "null",
+                "3",
+                r#"{"string":"x"}"#,
+                "[]",
+            ]),
+            "timestamp" => one_of(&[
+                "1718000000000",
+                "-5",
+                "0",
+                "1.7e12",
+                "1718000000000.0",
+                "9223372036854775807",
+                "9223372036854775808",
+                r#""1""#,
+                "null",
+            ]),
+            "features" => {
+                let name = proptest::sample::select(
+                    &["amount", "country", "map", "double", r#"a\tb"#][..],
+                );
+                let value = proptest::sample::select(
+                    &[
+                        "1.5",
+                        "-2",
+                        "18446744073709551615",
+                        "1e300",
+                        "null",
+                        "true",
+                        r#""FR""#,
+                        r#""a\"b""#,
+                        r#"{"double":1}"#,
+                        r#"{"long":-7}"#,
+                        r#"{"string":"s"}"#,
+                        r#"{"boolean":false}"#,
+                        r#"{"double":"x"}"#,
+                        r#"{"map":1}"#,
+                        "{}",
+                        r#"{"double":1,"int":2}"#,
+                        "[1]",
+                        "NaN",
+                        "-Infinity",
+                    ][..],
+                );
+                proptest::collection::vec((name, value), 0..5)
+                    .prop_map(|entries| {
+                        let entries: Vec<String> = entries
+                            .iter()
+                            .map(|(k, v)| format!(r#""{k}":{v}"#))
+                            .collect();
+                        format!("{{{}}}", entries.join(","))
+                    })
+                    .boxed()
+            }
+            "prediction" => {
+                let entry = proptest::sample::select(
+                    &[
+                        r#""score":0.9"#,
+                        r#""score":1"#,
+                        r#""score":null"#,
+                        r#""score":{"double":0.5}"#,
+                        r#""score":{"float":2}"#,
+                        r#""score":{"string":"x"}"#,
+                        r#""score":"0.9""#,
+                        r#""label":"fraud""#,
+                        r#""label":null"#,
+                        r#""label":{"string":"a"}"#,
+                        r#""label":{"string":1}"#,
+                        r#""label":3"#,
+                        r#""probabilities":{"fraud":0.9,"ok":0.1}"#,
+                        r#""probabilities":null"#,
+                        r#""probabilities":{"map":{"fraud":0.9}}"#,
+                        r#""probabilities":{"map":{"fraud":0.9},"ok":0.1}"#,
+                        r#""probabilities":{"fraud":"x"}"#,
+                        r#""probabilities":{"fraud":{"double":1}}"#,
+                        r#""other":[1,{"a":null}]"#,
+                    ][..],
+                );
+                prop_oneof![
+                    4 => proptest::collection::vec(entry, 0..4)
+                        .prop_map(|entries| format!("{{{}}}", entries.join(","))),
+                    1 => proptest::sample::select(&["null", "[]"][..]).prop_map(str::to_owned),
+                ]
+                .boxed()
+            }
+            "attributes" => one_of(&[
+                "null",
+                "{}",
+                r#"{"segment":"smb"}"#,
+                r#"{"map":{"a":"b"}}"#,
+                r#"{"map":{"a":"b"},"c":"d"}"#,
+                r#"{"map":"x","c":"d"}"#,
+                r#"{"map":{}}"#,
+                r#"{"map":{"a":1}}"#,
+                r#"{"a":1}"#,
+                r#"{"map":{"map":{"a":"b"}}}"#,
+                r#"{"a":"b","map":{"c":"d"}}"#,
+                r#"{"fraud":0.9,"ok":0.1}"#,
+                "[]",
+            ]),
+            "label" => one_of(&[
+                r#""fraud""#,
+                "1",
+                "-0.5",
+                "null",
+                "true",
+                r#"{"string":"ok"}"#,
+                r#"{"double":1}"#,
+                r#"{"boolean":true}"#,
+                r#"{"int":1,"long":2}"#,
+                "[]",
+            ]),
+            "kind" => one_of(&[r#""prediction""#, r#""label""#, r#""other""#, "1"]),
+            _ => one_of(&[r#"{"deep":[1,2,{"x":null}]}"#, "NaN", r#""\ud800""#]),
+        }
+    }
+
+    #[test]
+    fn the_direct_path_takes_plain_and_wrapped_events_and_reuses_the_lists() {
+        let mut wrapped = full_prediction();
+        wrapped["features"]["amount"] = json!({"double": 12.5});
+        wrapped["features"]["country"] = json!({"string": "FR"});
+        wrapped["prediction"]["score"] = json!({"double": 0.9});
+        wrapped["prediction"]["probabilities"] = json!({"map": {"fraud": 0.9, "ok": 0.1}});
+        wrapped["attributes"] = json!({"map": {"segment": "smb"}});
+        let label = json!({"event_id": "e-1", "model_id": "fraud", "timestamp": 5, "label": {"string": "ok"}});
+        let mut buffers = EventBuffers::default();
+        for (value, kind) in [
+            (full_prediction(), EventKind::Prediction),
+            (wrapped, EventKind::Prediction),
+            (label, EventKind::Label),
+        ] {
+            let text = serde_json::to_string(&value).unwrap();
+            let event = direct::decode(&text, kind, &mut buffers);
+            assert!(event.is_some(), "declined: {text}");
+            assert_eq!(
+                event.clone().ok_or(()),
+                decode_tree(&text, kind).map_err(|_| ())
+            );
+            if let Some(event) = event {
+                buffers.recycle(event);
+            }
+        }
+        // The same storage comes back for the next event: no allocation once warm.
+        let text = serde_json::to_string(&full_prediction()).unwrap();
+        let first = direct::decode(&text, EventKind::Prediction, &mut buffers).unwrap();
+        let storage = match &first {
+            Event::Prediction(p) => p.features.as_ptr() as usize,
+            Event::Label(_) => unreachable!("a prediction"),
+        };
+        buffers.recycle(first);
+        let Some(Event::Prediction(second)) =
+            direct::decode(&text, EventKind::Prediction, &mut buffers)
+        else {
+            panic!("declined")
+        };
+        assert_eq!(second.features.as_ptr() as usize, storage);
+    }
+
     proptest! {
         #[test]
         fn encoded_predictions_decode_to_themselves(
@@ -1354,6 +2305,10 @@ mod tests {
                 attributes: attributes.into_iter().map(|(k, v)| (Cow::Owned(k), Cow::Owned(v))).collect(),
             };
             let bytes = encode_prediction_json(&event);
+            // What our own encoder writes is the plain mirror: the direct path must take it.
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let direct = direct::decode(text, EventKind::Prediction, &mut EventBuffers::default());
+            prop_assert_eq!(direct, Some(Event::Prediction(event.clone())));
             prop_assert_eq!(decode_event(&bytes, EventKind::Label), Ok(Event::Prediction(event)));
         }
 
@@ -1376,6 +2331,32 @@ mod tests {
             let text: String = parts.concat();
             let _ = decode_event(text.as_bytes(), EventKind::Prediction);
             let _ = decode_event(text.as_bytes(), EventKind::Label);
+        }
+    }
+
+    proptest! {
+        // Most generated payloads are one variant away from valid, and each edge case is one
+        // variant in a dozen: the cases are cheap (~15 µs), so many of them run.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// The direct path is only a faster route: whatever it accepts, the tree path decodes
+        /// to the same event. Payloads are built field by field from valid, wrapped, null,
+        /// mistyped, escaped, duplicated and absent variants, in any order, so most of them
+        /// sit right at the edge of what either path accepts.
+        #[test]
+        fn the_direct_path_agrees_with_the_tree_path(
+            fields in payload_fields(),
+            trailing in prop_oneof![4 => Just(""), 2 => Just(" \n"), 1 => Just(" {}"), 1 => Just("x")],
+        ) {
+            let text = format!("{{{}}}{trailing}", fields.join(","));
+            let mut buffers = EventBuffers::default();
+            for kind in [EventKind::Prediction, EventKind::Label] {
+                let tree = decode_tree(&text, kind);
+                if let Some(event) = direct::decode(&text, kind, &mut buffers) {
+                    prop_assert_eq!(Ok(event.clone()), tree, "{}", text);
+                    buffers.recycle(event);
+                }
+            }
         }
     }
 }

@@ -364,8 +364,8 @@ impl Decoder {
     }
 
     /// [`Decoder::decode`], building the event's lists in `buffers`' storage; give it back
-    /// with [`EventBuffers::recycle`] once the event is handled. The Avro formats then decode
-    /// without allocating; JSON builds its own lists.
+    /// with [`EventBuffers::recycle`] once the event is handled. Avro, and JSON written the
+    /// plain way (see `json::decode_event_reusing`), then decode without allocating.
     ///
     /// # Errors
     /// As [`Decoder::decode`].
@@ -381,7 +381,7 @@ impl Decoder {
             });
         }
         match self.format {
-            Format::Json => json::decode_event(payload, self.kind),
+            Format::Json => json::decode_event_reusing(payload, self.kind, buffers),
             Format::Avro => avro::decode_event_reusing(payload, self.kind, buffers),
             Format::Confluent => {
                 let (id, body) = split_confluent(payload)?;
@@ -441,9 +441,9 @@ pub struct EventBuffers {
 }
 
 /// A decoded prediction's feature list, borrowing from its payload.
-type Features<'a> = Vec<(Cow<'a, str>, FeatureValue<'a>)>;
+pub(crate) type Features<'a> = Vec<(Cow<'a, str>, FeatureValue<'a>)>;
 /// A decoded prediction's attribute list, borrowing from its payload.
-type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+pub(crate) type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 impl EventBuffers {
     /// Empty lists for an event borrowing from a payload of lifetime `'a`, in the kept storage.
@@ -573,15 +573,13 @@ mod tests {
                     buffers.recycle(event);
                 }
             }
-            if format != Format::Json {
-                let storage = buffers.features.as_ptr() as usize;
-                let event = decoder.decode_reusing(&payloads[0], &mut buffers).unwrap();
-                let Event::Prediction(prediction) = &event else {
-                    panic!("a prediction")
-                };
-                assert_eq!(prediction.features.as_ptr() as usize, storage, "{format:?}");
-                buffers.recycle(event);
-            }
+            let storage = buffers.features.as_ptr() as usize;
+            let event = decoder.decode_reusing(&payloads[0], &mut buffers).unwrap();
+            let Event::Prediction(prediction) = &event else {
+                panic!("a prediction")
+            };
+            assert_eq!(prediction.features.as_ptr() as usize, storage, "{format:?}");
+            buffers.recycle(event);
         }
     }
 
