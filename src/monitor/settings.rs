@@ -588,7 +588,7 @@ pub struct ModelOverrides {
     pub performance_rules: Option<Vec<PerformanceRule>>,
     /// Sensitive attribute of this model (fairness).
     pub sensitive_attribute: Option<String>,
-    /// Cron expression (seconds minutes hours day-of-month month day-of-week [year]),
+    /// Cron expression (seconds minutes hours day-of-month month day-of-week \[year\]),
     /// evaluated on event time in UTC: a SCHEDULED retrain request each time it passes.
     pub retrain_schedule: Option<String>,
 }
