@@ -332,7 +332,7 @@ impl Adwin {
         let params = self.params;
         let min_len = f64::from(params.min_window_length);
         self.window.tick += 1;
-        if self.window.tick % u64::from(params.clock) != 0
+        if !is_multiple(self.window.tick, params.clock)
             || self.window.width <= f64::from(params.grace_period)
         {
             return false;
@@ -394,6 +394,18 @@ impl Adwin {
             }
         }
         change_detected
+    }
+}
+
+/// `tick % clock == 0`, without the integer division (20-40 cycles, ~2 % of an update in
+/// perf) when `clock` is a power of two, as River's default 32 is.
+#[inline(always)]
+fn is_multiple(tick: u64, clock: u32) -> bool {
+    let clock = u64::from(clock);
+    if clock.is_power_of_two() {
+        tick & (clock - 1) == 0
+    } else {
+        tick % clock == 0
     }
 }
 
