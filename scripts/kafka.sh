@@ -90,7 +90,13 @@ if cmd == "port-bindable":  # exit 0 if a server could bind the port with SO_REU
     except OSError:
         sys.exit(1)
 elif cmd == "uuid":           # a Kafka Uuid: 16 random bytes, base64url, no padding
-    print(base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="))
+    # Like Kafka's Uuid.randomUuid, never one starting with "-": kafka-storage's argument
+    # parser would take it for an option (1 start in 64 failed that way).
+    while True:
+        uuid = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        if not uuid.startswith("-"):
+            break
+    print(uuid)
 elif cmd == "probe":          # a Metadata v4 request; ok if the broker lists itself
     host, port, want = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     try:
