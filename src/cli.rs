@@ -138,7 +138,7 @@ pub struct EvalAdwinArgs {
     /// Run the cut test every this many updates.
     #[arg(long, default_value_t = 32)]
     pub clock: u32,
-    /// Buckets of one size kept before merging.
+    /// Buckets of one size kept before merging (at least 2).
     #[arg(long, default_value_t = 5)]
     pub max_buckets: u32,
     /// Minimum length of each compared sub-window.

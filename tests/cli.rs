@@ -404,10 +404,11 @@ fn eval_adwin_rejects_invalid_parameters() {
         (&["--delta=-0.5"], "adwin delta must be in (0, 1), got -0.5"),
         (&["--delta", "NaN"], "adwin delta must be in (0, 1), got NaN"),
         (&["--clock", "0"], "adwin clock must be >= 1"),
-        (&["--max-buckets", "0"], "adwin max_buckets must be >= 1"),
+        (&["--max-buckets", "0"], "adwin max_buckets must be >= 2, got 0"),
+        (&["--max-buckets", "1"], "adwin max_buckets must be >= 2, got 1"),
         (
             &["--delta", "0", "--clock", "0", "--max-buckets", "0"],
-            "adwin delta must be in (0, 1), got 0; adwin clock must be >= 1; adwin max_buckets must be >= 1",
+            "adwin delta must be in (0, 1), got 0; adwin clock must be >= 1; adwin max_buckets must be >= 2, got 0",
         ),
     ];
     for (flags, message) in cases {
