@@ -182,6 +182,20 @@ impl Window {
         }
     }
 
+    /// Adds `value` to the window's width, total and variance, which River reads after every
+    /// update (the histogram may lag, see [`Window::flush`]).
+    #[inline(always)]
+    fn count(&mut self, value: f64) {
+        self.width += 1.0;
+        if self.width > 1.0 {
+            // Incremental variance (Welford form) in River's operation order.
+            let previous_mean = self.total / (self.width - 1.0);
+            let deviation = value - previous_mean;
+            self.variance += (self.width - 1.0) * deviation * deviation / self.width;
+        }
+        self.total += value;
+    }
+
     /// Merges the pending elements into the histogram, row by row.
     ///
     /// Merging after every insert keeps each row at most `max_buckets` long: when an arrival
@@ -368,12 +382,13 @@ impl Adwin {
     /// (the monitor counts them as data-quality problems); here they are ignored and
     /// reported as no detection.
     pub fn update(&mut self, value: f64) -> bool {
-        self.update_with(value, true)
+        self.update_with(value, true, Self::insert)
     }
 
-    /// [`Self::update`], with or without the [`InsignificanceTest`] shortcut.
-    #[inline]
-    fn update_with(&mut self, value: f64, shortcut: bool) -> bool {
+    /// [`Self::update`], with or without the [`InsignificanceTest`] shortcut, adding the
+    /// element with `insert` (tests compare the deferred merges with merging at each insert).
+    #[inline(always)]
+    fn update_with(&mut self, value: f64, shortcut: bool, insert: fn(&mut Self, f64)) -> bool {
         if !value.is_finite() {
             return false;
         }
@@ -382,7 +397,7 @@ impl Adwin {
             self.window = Window::new(self.row_capacity);
         }
         self.updates += 1;
-        self.insert(value);
+        insert(self, value);
         self.drift_detected = self.detect_change(shortcut);
         if self.drift_detected {
             self.detections += 1;
@@ -391,35 +406,8 @@ impl Adwin {
     }
 
     fn insert(&mut self, value: f64) {
-        let w = &mut self.window;
-        w.pending.push(value);
-        w.width += 1.0;
-        if w.width > 1.0 {
-            // Incremental variance (Welford form) in River's operation order.
-            let previous_mean = w.total / (w.width - 1.0);
-            let deviation = value - previous_mean;
-            w.variance += (w.width - 1.0) * deviation * deviation / w.width;
-        }
-        w.total += value;
-    }
-
-    /// [`Self::update`] with River's merge after every insert, the reference for the
-    /// deferred merges.
-    #[cfg(test)]
-    fn update_eagerly(&mut self, value: f64) -> bool {
-        if !value.is_finite() {
-            return false;
-        }
-        if self.drift_detected {
-            self.window = Window::new(self.row_capacity);
-        }
-        self.updates += 1;
-        self.insert_eagerly(value);
-        self.drift_detected = self.detect_change(true);
-        if self.drift_detected {
-            self.detections += 1;
-        }
-        self.drift_detected
+        self.window.pending.push(value);
+        self.window.count(value);
     }
 
     /// The merge-after-every-insert form of [`Self::insert`] (River's), kept as the
@@ -432,15 +420,7 @@ impl Adwin {
         w.totals[slot] = value;
         w.variances[slot] = 0.0;
         w.lens[0] += 1;
-
-        w.width += 1.0;
-        if w.width > 1.0 {
-            // Incremental variance (Welford form) in River's operation order.
-            let previous_mean = w.total / (w.width - 1.0);
-            let deviation = value - previous_mean;
-            w.variance += (w.width - 1.0) * deviation * deviation / w.width;
-        }
-        w.total += value;
+        w.count(value);
         self.compress_eagerly();
     }
 
@@ -798,7 +778,7 @@ mod tests {
                 };
                 let x = (mean + noise) * scale;
                 let a = with.update(x);
-                let b = without.update_with(x, false);
+                let b = without.update_with(x, false, Adwin::insert);
                 assert_eq!(a, b, "seed {seed}, update {i}");
                 assert_eq!(with, without, "seed {seed}, update {i}");
                 detections += u32::from(a);
@@ -854,7 +834,7 @@ mod tests {
                 }
                 let x = mean + rng.random::<f64>();
                 let a = deferred.update(x);
-                let b = eager.update_eagerly(x);
+                let b = eager.update_with(x, true, Adwin::insert_eagerly);
                 assert_eq!(a, b, "seed {seed}, update {i}");
                 assert_eq!(deferred.width(), eager.width());
                 assert_eq!(
