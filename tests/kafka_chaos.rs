@@ -129,17 +129,37 @@ struct Scenario {
 
 impl Scenario {
     /// Fresh topics; `events` predictions over four models, one per partition: models 0 and 2
-    /// drift at 60 % of their stream, 1 and 3 never; one malformed message per 25,000.
+    /// drift at 60 % of their stream, 1 and 3 never; one malformed message per 25,000. The
+    /// whole input is produced before this returns.
     fn new(name: &str, events: usize) -> Self {
-        let config = test_config(name, PARTITIONS);
-        let monitor: Config = toml::from_str(MONITOR_TOML).expect("monitor settings");
+        let scenario = Self::unproduced(name, events);
+        scenario.produce(0.0..1.0);
+        scenario
+    }
+
+    /// The scenario of [`Scenario::new`] with nothing produced yet: [`Scenario::produce`]
+    /// writes it in parts.
+    fn unproduced(name: &str, events: usize) -> Self {
+        let per_model = events / PARTITIONS as usize;
+        Self {
+            config: test_config(name, PARTITIONS),
+            monitor: toml::from_str(MONITOR_TOML).expect("monitor settings"),
+            events: per_model * PARTITIONS as usize,
+        }
+    }
+
+    /// Produces the part `share` (a range of fractions of each model's stream) of the input:
+    /// parts produced in order make up exactly the input of [`Scenario::new`].
+    fn produce(&self, share: std::ops::Range<f64>) {
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", bootstrap())
             .set("enable.idempotence", "true")
             .set("linger.ms", "20")
             .create()
             .expect("producer");
-        let per_model = events / PARTITIONS as usize;
+        let per_model = self.events / PARTITIONS as usize;
+        let at = |fraction: f64| ((per_model as f64 * fraction).round() as usize).min(per_model);
+        let part = at(share.start)..at(share.end);
         for model in 0..PARTITIONS {
             let name = format!("model-{model}");
             let drift_at = if model % 2 == 0 {
@@ -147,16 +167,14 @@ impl Scenario {
             } else {
                 usize::MAX
             };
-            for (i, event) in stream(&name, per_model, drift_at, 1_000 + model as u64)
-                .iter()
-                .enumerate()
-            {
+            let events = stream(&name, per_model, drift_at, 1_000 + model as u64);
+            for (i, event) in events.iter().enumerate().take(part.end).skip(part.start) {
                 let payload = if i % 25_000 == 12_345 {
                     b"{\"not\": \"an event\"".to_vec()
                 } else {
                     encode_prediction_json(event)
                 };
-                let mut record = BaseRecord::to(&config.topics.predictions)
+                let mut record = BaseRecord::to(&self.config.topics.predictions)
                     .key(name.as_bytes())
                     .payload(&payload)
                     .partition(model);
@@ -172,11 +190,6 @@ impl Scenario {
             }
         }
         producer.flush(Duration::from_secs(60)).expect("flush");
-        Self {
-            config,
-            monitor,
-            events: per_model * PARTITIONS as usize,
-        }
     }
 
     /// Starts `driftwatch run` with transactional id `instance`.
@@ -523,29 +536,45 @@ fn sigkill_at_random_moments_loses_and_repeats_nothing() {
 #[test]
 fn scaling_out_one_to_three_and_in_to_two_keeps_exactly_once() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let scenario = Scenario::new("scale", env_number("DRIFTWATCH_CHAOS_EVENTS", 200_000));
+    let scenario = Scenario::unproduced("scale", env_number("DRIFTWATCH_CHAOS_EVENTS", 200_000));
+    let logs = |instances: &[&RunningBinary]| {
+        instances
+            .iter()
+            .map(|i| i.log())
+            .collect::<Vec<_>>()
+            .join("\n----\n")
+    };
     let progress =
         |instances: &[&RunningBinary]| -> u64 { instances.iter().filter_map(|i| handled(i)).sum() };
-    let wait_progress = |instances: &[&RunningBinary], at_least: u64| {
+    let wait_until = |instances: &[&RunningBinary], what: &str, done: &dyn Fn() -> bool| {
         let deadline = Instant::now() + Duration::from_secs(120);
-        while progress(instances) < at_least {
+        while !done() {
             assert!(
                 Instant::now() < deadline,
-                "no progress; the instances' logs:\n{}",
-                instances
-                    .iter()
-                    .map(|i| i.log())
-                    .collect::<Vec<_>>()
-                    .join("\n----\n")
+                "{what}; the instances' logs:\n{}",
+                logs(instances)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
+    // The input comes in two parts. With all of it there from the start, a fast instance
+    // `a` could finish the partitions the joiners later receive before they join, leaving
+    // them nothing to do (the test failed so, at random, while the service was fine).
+    scenario.produce(0.0..0.4);
     let mut a = scenario.start("a");
-    wait_progress(&[&a], 20_000);
+    wait_until(&[&a], "no progress of a", &|| progress(&[&a]) >= 20_000);
     let mut b = scenario.start("b");
     let mut c = scenario.start("c");
-    wait_progress(&[&b, &c], 10_000);
+    // Each joiner owns partitions once it is ready (its first assignment): what is produced
+    // from then on is theirs in part, so they certainly have work.
+    let ready = |i: &RunningBinary| i.get("/readyz").is_some_and(|(status, _)| status == 200);
+    wait_until(&[&b, &c], "the joiners were never assigned", &|| {
+        ready(&b) && ready(&c)
+    });
+    scenario.produce(0.4..1.0);
+    wait_until(&[&a, &b, &c], "no progress of the joiners", &|| {
+        progress(&[&b, &c]) >= 10_000
+    });
     assert!(!scenario.finished(), "the input ran out before scaling in");
     // Scale in: c leaves gracefully (SIGTERM commits, then leaves the group).
     assert!(c.terminate(), "clean exit of c:\n{}", c.log());
