@@ -10,6 +10,13 @@
 //! is redone from the same inputs and state; fatal (fenced, ...) → stop with an error, nothing
 //! half-committed. Downstream consumers read with `isolation.level=read_committed`.
 //!
+//! The commit itself (librdkafka flushing the transaction's records and ending it with the
+//! coordinator) runs on a thread of its own while the loop handles the next records, whose
+//! state changes and offsets belong to the next transaction; records they produce (alerts,
+//! dead letters) are held back until that transaction opens, since librdkafka takes none
+//! while a commit is under way. At most one commit is in flight: the next one waits for it.
+//! A failed commit rewinds past both, so the records handled meanwhile are redone too.
+//!
 //! Delivery, at-least-once (`delivery.mode = "at_least_once"`, for brokers without
 //! transactions): outputs and state records are produced with an idempotent producer, and the
 //! consumed offsets are committed only once everything produced so far is acknowledged. A
@@ -18,8 +25,8 @@
 //! Rebalances: the range assignor gives partition p of the predictions topic and partition p
 //! of the labels topic to the same member (when both topics have the same partition count),
 //! which the label join needs: labels are joined by the engine of their partition number. On
-//! revocation (inside librdkafka's callback, on this loop's thread, between messages) the open
-//! transaction is aborted (exactly-once) or the producer flushed (at-least-once), and the
+//! revocation (inside librdkafka's callback, on this loop's thread, between messages) a commit
+//! in flight is waited for, then the open transaction is aborted (exactly-once) or the producer flushed (at-least-once), and the
 //! revoked engines are dropped: their state as of the last commit is in the changelog, with
 //! the offsets it matches. On assignment, the engines of the assigned partitions are restored
 //! from the changelog before their first record is processed.
@@ -212,6 +219,27 @@ impl ProducerContext for DeliveryContext {
 
 type OutputProducer = ThreadedProducer<DeliveryContext>;
 
+/// The exactly-once transaction, shared by the loop, its commit thread and the rebalance
+/// callback.
+#[derive(Default)]
+struct Transaction {
+    /// A transaction is open: records were produced into it and it has not ended.
+    open: AtomicBool,
+    /// A commit thread is committing it: the rebalance callback waits for the outcome
+    /// before it aborts anything (librdkafka allows one transactional call at a time).
+    committing: AtomicBool,
+}
+
+/// A record produced while the previous transaction was committing, kept until the next
+/// transaction opens (librdkafka refuses records between a commit's start and its end).
+struct HeldRecord {
+    topic: String,
+    key: Vec<u8>,
+    payload: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+    partition: Option<i32>,
+}
+
 /// Partitions revoked by the last rebalance, for the loop to drop their engines.
 ///
 /// No offsets are tracked here: messages are handled synchronously between polls, so the
@@ -232,8 +260,8 @@ struct BusContext {
     tracker: Arc<DeliveryTracker>,
     pending: Arc<Mutex<Pending>>,
     shared: Arc<Shared>,
-    /// Exactly-once mode: whether a transaction is open (shared with the loop).
-    transaction: Option<Arc<AtomicBool>>,
+    /// Exactly-once mode: the transaction (shared with the loop).
+    transaction: Option<Arc<Transaction>>,
 }
 
 impl ClientContext for BusContext {
@@ -285,8 +313,14 @@ impl ConsumerContext for BusContext {
         // instance again) restores the state of the last commit and resumes from its offsets.
         // So that work must not become visible either: abort it (exactly-once), or at least
         // deliver what was produced (at-least-once: outputs may repeat, never get lost).
+        if let Some(transaction) = &self.transaction {
+            // A commit in flight ends first (committed, or failed and still open).
+            while transaction.committing.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
         let handed_over = match &self.transaction {
-            Some(open) if open.swap(false, Ordering::AcqRel) => {
+            Some(transaction) if transaction.open.swap(false, Ordering::AcqRel) => {
                 match self.producer.abort_transaction(TRANSACTION_TIMEOUT) {
                     Ok(()) => {
                         self.shared
@@ -495,9 +529,15 @@ struct Loop<'a> {
     /// Storage for decoded events' lists, reused from one message to the next.
     buffers: EventBuffers,
     engines: HashMap<i32, Engine>,
-    /// Exactly-once mode: whether a transaction is open (shared with the rebalance callback,
-    /// which aborts it).
-    transaction: Option<Arc<AtomicBool>>,
+    /// Exactly-once mode: the transaction (shared with the rebalance callback, which aborts
+    /// it, and with the commit thread).
+    transaction: Option<Arc<Transaction>>,
+    /// The commit running on its own thread, while the loop handles the next records:
+    /// waiting for the broker to acknowledge a transaction would otherwise stop the loop
+    /// for a quarter of its time.
+    committing: Option<std::thread::JoinHandle<Result<(), KafkaError>>>,
+    /// Records produced while `committing`, for the next transaction.
+    held_back: Vec<HeldRecord>,
     /// Partition count of the state topic.
     state_partitions: i32,
     /// Keeps each predictions partition within reach of its labels in event time.
@@ -551,7 +591,7 @@ pub fn run(
             transactional_id = %super::settings::transactional_id(config)
         );
     }
-    let transaction = exactly_once.then(|| Arc::new(AtomicBool::new(false)));
+    let transaction = exactly_once.then(|| Arc::new(Transaction::default()));
     let state_partitions = changelog::ensure_state_topic(config)?;
     let pending = Arc::new(Mutex::new(Pending::default()));
     let revocations = pending.lock().map(|p| p.any.clone()).unwrap_or_default();
@@ -601,6 +641,8 @@ pub fn run(
         buffers: EventBuffers::default(),
         engines: HashMap::new(),
         transaction,
+        committing: None,
+        held_back: Vec::new(),
         state_partitions,
         // Labels up to half the lateness bound behind are still on time: past that, the
         // predictions wait. A quiet labels topic stalls nobody for more than 2 s.
@@ -625,7 +667,9 @@ pub fn run(
     };
     let result = state.run(&consumer);
     // Whatever happened, try to leave nothing unacknowledged and commit what is safe.
-    let final_commit = state.commit(&consumer);
+    let final_commit = state
+        .commit(&consumer)
+        .and_then(|()| state.finish_commit(&consumer));
     state.publish_status();
     consumer.unsubscribe();
     result.and(final_commit).map(|()| state.summary.clone())
@@ -680,6 +724,10 @@ impl Loop<'_> {
                 continue;
             }
             self.shared.heartbeat_ms.store(now_ms(), Ordering::Release);
+            // Outputs held back during a commit go out as soon as it has ended.
+            if self.committing.as_ref().is_some_and(|c| c.is_finished()) {
+                self.finish_commit(consumer)?;
+            }
             if self.aligner.any_paused() {
                 let labels = self.config.topics.labels.as_str();
                 let actions = self
@@ -841,27 +889,37 @@ impl Loop<'_> {
 
     /// Opens a transaction unless one is open (exactly-once mode).
     fn begin_transaction(&self) -> Result<(), ServiceError> {
-        let Some(open) = &self.transaction else {
+        let Some(transaction) = &self.transaction else {
             return Ok(());
         };
-        if open.load(Ordering::Acquire) {
+        if transaction.open.load(Ordering::Acquire) {
             return Ok(());
         }
         self.producer
             .begin_transaction()
             .map_err(ServiceError::Fatal)?;
-        open.store(true, Ordering::Release);
+        transaction.open.store(true, Ordering::Release);
         Ok(())
     }
 
     fn send(
-        &self,
+        &mut self,
         topic: &str,
         key: &[u8],
         payload: Option<&[u8]>,
         headers: Option<OwnedHeaders>,
         partition: Option<i32>,
     ) -> Result<(), ServiceError> {
+        if self.committing.is_some() {
+            self.held_back.push(HeldRecord {
+                topic: topic.to_owned(),
+                key: key.to_vec(),
+                payload: payload.map(<[u8]>::to_vec),
+                headers,
+                partition,
+            });
+            return Ok(());
+        }
         self.begin_transaction()?;
         self.tracker.in_flight.fetch_add(1, Ordering::AcqRel);
         let mut record = BaseRecord::<[u8], [u8]>::to(topic).key(key);
@@ -1048,6 +1106,9 @@ impl Loop<'_> {
     /// Commits what was handled since the last commit: its outputs, the state changes and
     /// the consumer's positions (every message before them has been handled).
     fn commit(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
+        // One transaction at a time: the previous commit ends (and its held-back records
+        // open the next transaction) before this one starts.
+        self.finish_commit(consumer)?;
         if !std::mem::take(&mut self.uncommitted) {
             if self.transaction.is_none() {
                 flush(&self.producer, &self.tracker)?;
@@ -1107,53 +1168,122 @@ impl Loop<'_> {
         Ok(offsets)
     }
 
-    /// Sends the positions to the open transaction and commits it; on an abortable error,
-    /// aborts and rewinds.
+    /// Sends the positions to the open transaction and starts its commit on a thread of its
+    /// own ([`Loop::finish_commit`] takes the outcome); on an abortable error, aborts and
+    /// rewinds.
     fn commit_transaction(
         &mut self,
         consumer: &BaseConsumer<BusContext>,
     ) -> Result<(), ServiceError> {
-        let Some(open) = self.transaction.clone() else {
+        let Some(transaction) = self.transaction.clone() else {
             return Ok(());
         };
-        if !open.load(Ordering::Acquire) {
+        if !transaction.open.load(Ordering::Acquire) {
             // Aborted by a revocation meanwhile: that work is redone by the partition's owner.
             return Ok(());
         }
         let offsets = self.positions(consumer)?;
-        let result = (|| {
-            if offsets.count() > 0 {
-                // No group metadata (the member is between generations): this transaction
-                // cannot carry offsets, so it is aborted and redone (not fatal).
-                let metadata = consumer.group_metadata().ok_or(KafkaError::Canceled)?;
-                retrying(|| {
-                    self.producer.send_offsets_to_transaction(
-                        &offsets,
-                        &metadata,
-                        TRANSACTION_TIMEOUT,
-                    )
-                })?;
+        if offsets.count() > 0 {
+            // No group metadata (the member is between generations): this transaction
+            // cannot carry offsets, so it is aborted and redone (not fatal).
+            let sent = consumer
+                .group_metadata()
+                .ok_or(KafkaError::Canceled)
+                .and_then(|metadata| {
+                    retrying(|| {
+                        self.producer.send_offsets_to_transaction(
+                            &offsets,
+                            &metadata,
+                            TRANSACTION_TIMEOUT,
+                        )
+                    })
+                });
+            if let Err(error) = sent {
+                return self.settle(Err(error), consumer);
             }
-            retrying(|| self.producer.commit_transaction(TRANSACTION_TIMEOUT))
-        })();
+        }
+        // Only the commit leaves the loop's thread, not the offsets above: they depend on the
+        // group's generation, and the rebalance callback waits for the commit thread, so a
+        // thread retrying offsets through a rebalance would wait for the callback that waits
+        // for it (seen in the scale-out test: both stuck until the retry deadline).
+        transaction.committing.store(true, Ordering::Release);
+        let producer = self.producer.clone();
+        let shared = transaction.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dw-commit".into())
+            .spawn(move || {
+                let result = retrying(|| producer.commit_transaction(TRANSACTION_TIMEOUT));
+                if result.is_ok() {
+                    shared.open.store(false, Ordering::Release);
+                }
+                shared.committing.store(false, Ordering::Release);
+                result
+            });
+        match spawned {
+            Ok(handle) => {
+                self.committing = Some(handle);
+                Ok(())
+            }
+            Err(error) => {
+                // No thread to spare: commit here, as the loop did before it had one.
+                warn!(message = "Cannot start a commit thread; committing inline.", %error);
+                let result = retrying(|| self.producer.commit_transaction(TRANSACTION_TIMEOUT));
+                if result.is_ok() {
+                    transaction.open.store(false, Ordering::Release);
+                }
+                transaction.committing.store(false, Ordering::Release);
+                self.settle(result, consumer)
+            }
+        }
+    }
+
+    /// Waits for the commit in flight, if any, and acts on its outcome.
+    fn finish_commit(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
+        let Some(handle) = self.committing.take() else {
+            return Ok(());
+        };
+        // A commit thread that panicked committed nothing we can vouch for: redo its work.
+        let result = handle.join().unwrap_or(Err(KafkaError::Canceled));
+        self.settle(result, consumer)
+    }
+
+    /// Acts on a commit's outcome: counts it and lets the held-back records open the next
+    /// transaction; stops on a fatal error; aborts and rewinds on any other.
+    fn settle(
+        &mut self,
+        result: Result<(), KafkaError>,
+        consumer: &BaseConsumer<BusContext>,
+    ) -> Result<(), ServiceError> {
         match result {
             Ok(()) => {
-                open.store(false, Ordering::Release);
                 self.shared
                     .metrics
                     .transactions
                     .with_label_values(&["committed"])
                     .inc();
                 debug!(message = "Transaction committed.");
+                for record in std::mem::take(&mut self.held_back) {
+                    self.send(
+                        &record.topic,
+                        &record.key,
+                        record.payload.as_deref(),
+                        record.headers,
+                        record.partition,
+                    )?;
+                }
                 Ok(())
             }
             Err(error) if is_fatal(&error) => {
                 error!(message = "Fatal transaction error: stopping (nothing uncommitted is visible).", %error);
-                open.store(false, Ordering::Release);
+                if let Some(transaction) = &self.transaction {
+                    transaction.open.store(false, Ordering::Release);
+                }
                 Err(ServiceError::Fatal(error))
             }
             Err(error) => {
                 warn!(message = "Transaction failed; aborting and redoing its work.", %error);
+                // What was handled since is redone after the rewind, outputs included.
+                self.held_back.clear();
                 self.rewind(consumer)
             }
         }
@@ -1163,11 +1293,11 @@ impl Loop<'_> {
     /// changelog, positions reset to the committed offsets. The same inputs then give the same
     /// outputs (deterministic ids), committed once.
     fn rewind(&mut self, consumer: &BaseConsumer<BusContext>) -> Result<(), ServiceError> {
-        if let Some(open) = &self.transaction {
+        if let Some(transaction) = &self.transaction {
             if let Err(error) = retrying(|| self.producer.abort_transaction(TRANSACTION_TIMEOUT)) {
                 return Err(ServiceError::Fatal(error));
             }
-            open.store(false, Ordering::Release);
+            transaction.open.store(false, Ordering::Release);
             self.shared
                 .metrics
                 .transactions
@@ -1316,8 +1446,24 @@ impl Loop<'_> {
             Err(_) => return Ok(()),
         };
         if !revoked.is_empty() {
-            // The callback aborted (or flushed) the work since the last commit; the changelog
-            // holds the state that goes with the committed offsets.
+            // The callback waited for a commit in flight, then aborted (or flushed) the work
+            // since the last commit; the changelog holds the state that goes with the
+            // committed offsets. A failed commit was aborted with the rest: only a fatal
+            // error is left to act on.
+            if let Some(handle) = self.committing.take() {
+                match handle.join() {
+                    Ok(Ok(())) => {
+                        self.shared
+                            .metrics
+                            .transactions
+                            .with_label_values(&["committed"])
+                            .inc();
+                    }
+                    Ok(Err(error)) if is_fatal(&error) => return Err(ServiceError::Fatal(error)),
+                    _ => {}
+                }
+            }
+            self.held_back.clear();
             for (_, partition) in &revoked {
                 self.engines.remove(partition);
             }
