@@ -125,7 +125,22 @@ struct WindowData {
 }
 
 impl From<WindowData> for Window {
-    fn from(data: WindowData) -> Self {
+    fn from(mut data: WindowData) -> Self {
+        // State written before unused slots were zeroed may hold stale values there. Zero
+        // them, as `flush` and `delete_oldest` keep them: otherwise rows that no merge has
+        // touched since the restore would keep them, and the stored form would differ from
+        // that of a detector that never stopped.
+        if !data.lens.is_empty() {
+            let cap = data.totals.len() / data.lens.len();
+            for (row, &len) in data.lens.iter().enumerate() {
+                let unused = (row * cap + len as usize).min(data.totals.len())..(row + 1) * cap;
+                for slots in [&mut data.totals, &mut data.variances] {
+                    if let Some(unused) = slots.get_mut(unused.clone()) {
+                        unused.fill(0.0);
+                    }
+                }
+            }
+        }
         Self {
             totals: data.totals,
             variances: data.variances,
@@ -809,6 +824,19 @@ mod tests {
         (data.lens, buckets, statistics, data.tick)
     }
 
+    /// Whether every slot past its row's buckets holds zeros (in the stored form).
+    fn unused_slots_are_zero(window: &Window) -> bool {
+        let data = WindowData::from(window.clone());
+        let cap = data.totals.len() / data.lens.len();
+        data.lens.iter().enumerate().all(|(row, &len)| {
+            let unused = row * cap + len as usize..(row + 1) * cap;
+            data.totals[unused.clone()]
+                .iter()
+                .all(|&t| t.to_bits() == 0)
+                && data.variances[unused].iter().all(|&v| v.to_bits() == 0)
+        })
+    }
+
     /// Deferred merges hold the same buckets, to the bit, as merging after every insert:
     /// checked after every update of streams with detections, for clocks that flush at
     /// every update, every few, or only at the pending bound, and for several row sizes.
@@ -845,6 +873,10 @@ mod tests {
                     histogram(&deferred.window),
                     histogram(&eager.window),
                     "seed {seed}, update {i}"
+                );
+                assert!(
+                    unused_slots_are_zero(&deferred.window),
+                    "seed {seed}, update {i}: stale values in unused slots"
                 );
                 detections += u32::from(a);
             }
@@ -894,6 +926,25 @@ mod tests {
         assert!(!adwin.update(f64::INFINITY));
         assert_eq!(adwin.width(), 1);
         assert_eq!(adwin.estimation(), 1.0);
+    }
+
+    #[test]
+    fn stale_values_in_unused_slots_of_stored_state_are_zeroed() {
+        // Two rows of a 3-slot layout (max_buckets 2), with leftovers past each row's length,
+        // as state written before unused slots were cleared may hold.
+        let stored = WindowData {
+            totals: vec![1.0, 9.0, 9.0, 4.0, 9.0, 9.0],
+            variances: vec![0.0, 7.0, 7.0, 0.5, 7.0, 7.0],
+            lens: vec![1, 1],
+            total: 5.0,
+            variance: 1.0,
+            width: 3.0,
+            tick: 3,
+        };
+        let window = Window::from(stored);
+        assert!(unused_slots_are_zero(&window));
+        assert_eq!(window.totals, [1.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
+        assert_eq!(window.variances, [0.0, 0.0, 0.0, 0.5, 0.0, 0.0]);
     }
 
     #[test]
