@@ -23,7 +23,7 @@ use driftwatch::monitor::engine::Engine;
 use driftwatch::monitor::join::{
     JoinBatch, JoinEntry, JoinMeta, JoinRecord, JoinRemovals, LabelJoin,
 };
-use driftwatch::monitor::model::{ModelMonitor, SeriesReferences, SourcePosition};
+use driftwatch::monitor::model::{ModelMonitor, SeriesReferences, SourcePosition, WarmupChunk};
 use driftwatch::monitor::output::Output;
 use driftwatch::monitor::state::{self, StateKey};
 use rand::rngs::StdRng;
@@ -291,9 +291,9 @@ impl Scenario {
         }
         let (mut models, mut references, mut engines, mut waiting) = (0, 0, 0, 0_usize);
         for ((partition, key), value) in &expected.state {
-            // Batches follow the commits, which differ between the runs: the join is
-            // compared as a whole below.
-            if matches!(key, StateKey::Join(_)) {
+            // Join batches and warm-up chunks follow the commits, which differ between the
+            // runs: both are compared as a whole below.
+            if matches!(key, StateKey::Join(_) | StateKey::Warmup { .. }) {
                 continue;
             }
             let actual = state
@@ -322,7 +322,7 @@ impl Scenario {
                     assert_eq!(value, actual, "state of partition {partition} {key:?}");
                     engines += 1;
                 }
-                StateKey::Join(_) => {}
+                StateKey::Join(_) | StateKey::Warmup { .. } => {}
             }
         }
         for partition in 0..PARTITIONS {
@@ -330,6 +330,10 @@ impl Scenario {
             let got = waiting_entries(&state, partition);
             assert!(want == got, "label join of partition {partition} differs");
             waiting += got.len();
+            assert!(
+                warmup_samples(&expected.state, partition) == warmup_samples(&state, partition),
+                "warm-up samples of partition {partition} differ"
+            );
         }
         assert_eq!(models, PARTITIONS);
         assert_eq!(references, PARTITIONS);
@@ -338,7 +342,10 @@ impl Scenario {
         assert_eq!(waiting, self.events - expected.dead_letters.len());
         let stray: Vec<_> = state
             .keys()
-            .filter(|k| !matches!(k.1, StateKey::Join(_)) && !expected.state.contains_key(k))
+            .filter(|k| {
+                !matches!(k.1, StateKey::Join(_) | StateKey::Warmup { .. })
+                    && !expected.state.contains_key(k)
+            })
             .collect();
         assert!(stray.is_empty(), "state records of nothing: {stray:?}");
     }
@@ -362,6 +369,39 @@ fn waiting_entries(
         }
     }
     LabelJoin::restore(i64::MAX, usize::MAX, JoinMeta::default(), batches, removals).entries()
+}
+
+/// The warm-up numbers of each monitor of `partition` in a compacted state log, its chunks
+/// concatenated in order: how they were cut depends on when the commits fell.
+fn warmup_samples(
+    log: &BTreeMap<(i32, StateKey), Vec<u8>>,
+    partition: i32,
+) -> BTreeMap<(String, String), WarmupChunk> {
+    let mut samples: BTreeMap<(String, String), WarmupChunk> = BTreeMap::new();
+    // BTreeMap order is chunk order within a monitor.
+    for ((p, key), value) in log {
+        let StateKey::Warmup {
+            model_id,
+            model_version,
+            ..
+        } = key
+        else {
+            continue;
+        };
+        if *p != partition {
+            continue;
+        }
+        let sample = samples
+            .entry((model_id.clone(), model_version.clone()))
+            .or_default();
+        for (id, numbers) in state::decode::<WarmupChunk>(value).unwrap().series {
+            match sample.series.iter_mut().find(|(known, _)| *known == id) {
+                Some((_, all)) => all.extend(numbers),
+                None => sample.series.push((id, numbers)),
+            }
+        }
+    }
+    samples
 }
 
 /// What an uninterrupted run gives.

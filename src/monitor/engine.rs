@@ -17,7 +17,7 @@ use super::join::{
 };
 use super::model::{
     Collected, EvaluationRecord, ManualOutcome, ModelMonitor, ModelStatus, QualityRecord,
-    SeriesReferences, SourcePosition,
+    SeriesReferences, SourcePosition, WarmupChunk,
 };
 use super::output::Output;
 use super::settings::MonitorSettings;
@@ -173,12 +173,30 @@ impl Engine {
                     });
                 }
                 if changed {
+                    let warmup = monitor.take_warmup_changes();
+                    let chunk_key = |chunk: u32| StateKey::Warmup {
+                        model_id: model_id.clone(),
+                        model_version: model_version.clone(),
+                        chunk,
+                    };
+                    for chunk in warmup.deleted {
+                        changes.push(StateChange {
+                            key: chunk_key(chunk),
+                            value: None,
+                        });
+                    }
+                    if let Some((number, chunk)) = warmup.chunk {
+                        changes.push(StateChange {
+                            key: chunk_key(number),
+                            value: Some(state::encode(&chunk)),
+                        });
+                    }
                     changes.push(StateChange {
                         key: StateKey::Model {
                             model_id: model_id.clone(),
                             model_version: model_version.clone(),
                         },
-                        value: Some(state::encode(monitor)),
+                        value: Some(monitor.without_warmup_numbers(state::encode)),
                     });
                 }
                 let restored = monitor.put_references(references);
@@ -210,6 +228,8 @@ impl Engine {
         let mut core: Option<EngineRecord> = None;
         let (mut batches, mut removals) = (Vec::new(), Vec::new());
         let mut references = BTreeMap::new();
+        let mut warmup_chunks: BTreeMap<(String, String), BTreeMap<u32, WarmupChunk>> =
+            BTreeMap::new();
         for (key, value) in records {
             match key {
                 StateKey::Engine => core = Some(state::decode(value)?),
@@ -230,6 +250,17 @@ impl Engine {
                 } => {
                     let decoded: SeriesReferences = state::decode(value)?;
                     references.insert((model_id.clone(), model_version.clone()), decoded);
+                }
+                StateKey::Warmup {
+                    model_id,
+                    model_version,
+                    chunk,
+                } => {
+                    let decoded: WarmupChunk = state::decode(value)?;
+                    warmup_chunks
+                        .entry((model_id.clone(), model_version.clone()))
+                        .or_default()
+                        .insert(*chunk, decoded);
                 }
                 StateKey::Join(JoinRecord::Batch(first)) => {
                     batches.push((*first, state::decode::<JoinBatch>(value)?));
@@ -253,6 +284,12 @@ impl Engine {
                         ))
                     })?;
                 monitor.put_references(found).map_err(StateError::Corrupt)?;
+                let chunks = warmup_chunks
+                    .remove(&(model_id.clone(), model_version.clone()))
+                    .unwrap_or_default();
+                monitor
+                    .restore_warmup(chunks)
+                    .map_err(StateError::Corrupt)?;
             }
         }
         engine.clock = core.clock;
@@ -1120,6 +1157,162 @@ mod tests {
             error.to_string().contains("no references record"),
             "{error}"
         );
+    }
+
+    /// Runs `events` through `engine`, writing the changelog into `log` every `commit_every`
+    /// events; returns the outputs.
+    fn run_logged(
+        engine: &mut Engine,
+        log: &mut BTreeMap<StateKey, Vec<u8>>,
+        events: &[PredictionEvent<'static>],
+        commit_every: usize,
+    ) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for (i, event) in events.iter().enumerate() {
+            engine.process(&Event::Prediction(event.clone()), SOURCE);
+            outputs.extend(engine.drain_outputs());
+            if (i + 1) % commit_every == 0 {
+                apply_changes(log, engine.take_state_changes());
+            }
+        }
+        apply_changes(log, engine.take_state_changes());
+        outputs
+    }
+
+    fn warmup_chunks(log: &BTreeMap<StateKey, Vec<u8>>) -> Vec<u32> {
+        log.keys()
+            .filter_map(|k| match k {
+                StateKey::Warmup { chunk, .. } => Some(*chunk),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn warm_up_samples_are_written_once_in_chunks_and_deleted_when_the_reference_freezes() {
+        let events = stream(6, 20_000, 12_000);
+        let model = StateKey::Model {
+            model_id: "m".into(),
+            model_version: "1".into(),
+        };
+        let mut engine = Engine::new(settings()).unwrap();
+        let mut log = BTreeMap::new();
+        let (mut model_sizes, mut chunks_written) = (Vec::new(), Vec::new());
+        // 2,000 of the 3,000 warm-up events, a commit every 100.
+        for (i, event) in events[..2_000].iter().enumerate() {
+            engine.process(&Event::Prediction(event.clone()), SOURCE);
+            if (i + 1) % 100 == 0 {
+                let changes = engine.take_state_changes();
+                chunks_written.extend(changes.iter().filter_map(|c| match (&c.key, &c.value) {
+                    (StateKey::Warmup { chunk, .. }, Some(_)) => Some(*chunk),
+                    _ => None,
+                }));
+                apply_changes(&mut log, changes);
+                model_sizes.push(log[&model].len());
+            }
+        }
+        // One new chunk per commit, never one rewritten; the model record does not grow with
+        // the sample, which is 20 times larger at the end than at the first commit (46 KB
+        // more). What it does gain is ADWIN's bucket rows, logarithmic in the events seen.
+        assert_eq!(chunks_written, (0..20).collect::<Vec<u32>>());
+        let (smallest, largest) = (
+            model_sizes.iter().min().unwrap(),
+            model_sizes.iter().max().unwrap(),
+        );
+        assert!(
+            largest - smallest < 1_024,
+            "model record sizes over the warm-up: {model_sizes:?}"
+        );
+        let chunk_bytes: usize = log
+            .iter()
+            .filter(|(k, _)| matches!(k, StateKey::Warmup { .. }))
+            .map(|(_, v)| v.len())
+            .sum();
+        // amount, income and the score: 3 numbers of 8 bytes per event, plus headers.
+        assert!(
+            (2_000 * 3 * 8..2_000 * 3 * 8 + 20 * 32).contains(&chunk_bytes),
+            "{chunk_bytes} bytes of chunks"
+        );
+
+        // Restored in the middle of its warm-up, the engine goes on exactly like the original:
+        // same outputs, the same frozen references, and the chunks are deleted at the freeze.
+        let mut restored = Engine::restore(settings(), log.iter().map(|(k, v)| (k, &v[..])))
+            .unwrap()
+            .unwrap();
+        let mut restored_log = log.clone();
+        let original_outputs = run_logged(&mut engine, &mut log, &events[2_000..], 100);
+        let restored_outputs = run_logged(&mut restored, &mut restored_log, &events[2_000..], 100);
+        assert!(
+            !alerts(&original_outputs).is_empty(),
+            "the drift must be caught"
+        );
+        assert_eq!(original_outputs, restored_outputs);
+        assert_eq!(log, restored_log, "byte-identical changelogs");
+        assert_eq!(
+            warmup_chunks(&log),
+            Vec::<u32>::new(),
+            "deleted at the freeze"
+        );
+    }
+
+    #[test]
+    fn a_lost_warm_up_chunk_is_refused_and_a_v3_record_is_upgraded_in_place() {
+        let events = stream(8, 12_000, 8_000);
+        let mut engine = Engine::new(settings()).unwrap();
+        let mut log = BTreeMap::new();
+        run_logged(&mut engine, &mut log, &events[..1_500], 100);
+        assert_eq!(warmup_chunks(&log), (0..15).collect::<Vec<u32>>());
+        let restore = |log: &BTreeMap<StateKey, Vec<u8>>| {
+            Engine::restore(settings(), log.iter().map(|(k, v)| (k, &v[..])))
+        };
+        let chunk = |chunk: u32| StateKey::Warmup {
+            model_id: "m".into(),
+            model_version: "1".into(),
+            chunk,
+        };
+        for (lost, message) in [
+            (4, "warm-up chunk 4 is missing"),
+            // The last one: no gap, but the counts do not match the numbers.
+            (14, "the warm-up sample has"),
+        ] {
+            let mut damaged = log.clone();
+            damaged.remove(&chunk(lost));
+            let error = restore(&damaged).expect_err("refused");
+            assert!(error.to_string().contains(message), "{error}");
+        }
+
+        // State written by the previous release (format v3): the numbers inside the model
+        // record, no chunks. It is read, and its first commit writes the whole sample as
+        // chunk 0, so that the state it leaves behind restores too.
+        let mut v3 = log.clone();
+        v3.retain(|k, _| !matches!(k, StateKey::Warmup { .. }));
+        let monitor = engine.models.get_mut("m").unwrap().get_mut("1").unwrap();
+        let mut record = state::encode(&*monitor);
+        record[2..4].copy_from_slice(&3u16.to_le_bytes());
+        v3.insert(
+            StateKey::Model {
+                model_id: "m".into(),
+                model_version: "1".into(),
+            },
+            record,
+        );
+        let mut upgraded = restore(&v3).unwrap().unwrap();
+        run_logged(&mut upgraded, &mut v3, &events[1_500..1_600], 100);
+        assert_eq!(warmup_chunks(&v3), [0]);
+        let mut again = restore(&v3).unwrap().unwrap();
+        let mut again_log = v3.clone();
+        let original = run_logged(&mut engine, &mut log, &events[1_500..], 100);
+        let upgraded_outputs = run_logged(&mut upgraded, &mut v3, &events[1_600..], 100);
+        let again_outputs = run_logged(&mut again, &mut again_log, &events[1_600..], 100);
+        assert!(!alerts(&original).is_empty(), "the drift must be caught");
+        assert_eq!(upgraded_outputs, original);
+        assert_eq!(again_outputs, original);
+        let references = StateKey::References {
+            model_id: "m".into(),
+            model_version: "1".into(),
+        };
+        assert_eq!(v3[&references], log[&references]);
+        assert_eq!(again_log[&references], log[&references]);
     }
 
     #[test]

@@ -170,6 +170,74 @@ impl SeriesTracker {
         self.reference.as_ref()
     }
 
+    /// The numbers of the warm-up sample so far, in arrival order (empty once frozen).
+    pub fn warmup_numbers(&self) -> &[f64] {
+        self.warmup.as_ref().map_or(&[], |w| &w.numbers)
+    }
+
+    /// Moves the warm-up sample's numbers out, leaving it without them until
+    /// [`SeriesTracker::put_warmup_numbers`]: the state changelog stores them in append-only
+    /// chunks instead of with every write of the monitor, whose cost would otherwise grow
+    /// with the square of the warm-up length.
+    pub fn take_warmup_numbers(&mut self) -> Vec<f64> {
+        self.warmup
+            .as_mut()
+            .map(|w| std::mem::take(&mut w.numbers))
+            .unwrap_or_default()
+    }
+
+    /// Puts back numbers moved out by [`SeriesTracker::take_warmup_numbers`].
+    pub fn put_warmup_numbers(&mut self, numbers: Vec<f64>) {
+        if let Some(warmup) = self.warmup.as_mut() {
+            warmup.numbers = numbers;
+        }
+    }
+
+    /// Appends numbers read from a warm-up chunk of the state changelog.
+    ///
+    /// # Errors
+    /// The series is not warming up (the chunk does not belong to this monitor's state).
+    pub fn extend_warmup_numbers(&mut self, numbers: &[f64]) -> Result<(), String> {
+        match self.warmup.as_mut() {
+            Some(warmup) => {
+                warmup.numbers.extend_from_slice(numbers);
+                Ok(())
+            }
+            None if numbers.is_empty() => Ok(()),
+            None => Err("warm-up numbers for a series that is not warming up".to_owned()),
+        }
+    }
+
+    /// Checks that the warm-up sample holds as many numbers as its counts say it received
+    /// (every observation is counted once as a number, a category or a missing value), so
+    /// that a lost chunk of the state changelog is refused rather than silently shrinking
+    /// the reference.
+    ///
+    /// # Errors
+    /// How many numbers there are and how many there should be.
+    pub fn check_warmup_numbers(&self) -> Result<(), String> {
+        let Some(warmup) = self.warmup.as_ref() else {
+            return Ok(());
+        };
+        let categorical: u64 = warmup.categories.values().sum();
+        let expected = warmup
+            .total
+            .checked_sub(warmup.missing)
+            .and_then(|rest| rest.checked_sub(categorical));
+        if expected == Some(warmup.numbers.len() as u64) {
+            Ok(())
+        } else {
+            Err(format!(
+                "the warm-up sample has {} numbers, its counts say {} (total {}, missing {}, \
+                 categorical {categorical})",
+                warmup.numbers.len(),
+                expected.map_or_else(|| "a negative number".to_owned(), |e| e.to_string()),
+                warmup.total,
+                warmup.missing,
+            ))
+        }
+    }
+
     /// Moves the reference out (the state changelog writes references as records of their
     /// own, once, instead of with every window update); [`SeriesTracker::put_reference`]
     /// puts it back.

@@ -8,19 +8,23 @@
 //! - one *references* record per (model, version): the frozen references of its series. They
 //!   are most of a monitor's size (the exact reference sample of each numeric series, for
 //!   KS) and change only when warm-up ends, so they are written then, not at every commit;
+//! - *warm-up* chunks per (model, version), while it warms up: the numbers its warm-up
+//!   samples received between two commits, written once each and deleted when the reference
+//!   freezes (rewriting the growing sample at every commit cost the square of its length);
 //! - *join* records: batches of waiting predictions and labels, and lists of entries that
 //!   left them (see [`super::join`]; the join may hold a million entries, so a commit writes
 //!   what changed, in a few records).
 //!
 //! Keys read `{group}/{partition}/e`, `{group}/{partition}/m/{model}/{version}`,
-//! `{group}/{partition}/r/{model}/{version}` and `{group}/{partition}/j/{b|x}{number:016x}`, with `%` and `/` escaped in names, so a compacted
+//! `{group}/{partition}/r/{model}/{version}`, `{group}/{partition}/w/{model}/{version}/{chunk:08x}`
+//! and `{group}/{partition}/j/{b|x}{number:016x}`, with `%` and `/` escaped in names, so a compacted
 //! topic keeps exactly the latest value of each and a consumer group finds its own records.
 //! Partition, not only model and version, is part of the key because state is per partition:
 //! a model whose events are spread over partitions has one monitor in each.
 //!
 //! Values start with the magic bytes `DW` and a little-endian `u16` format version, followed
-//! by the postcard encoding (compact varints) of the record. A value of another format version
-//! is refused with a message that says what to do, never misread.
+//! by the postcard encoding (compact varints) of the record. A value of a format version this
+//! release cannot read is refused with a message that says what to do, never misread.
 //!
 //! Pure: no Kafka here; the service moves these records.
 
@@ -29,11 +33,17 @@ use serde::Serialize;
 
 use super::join::JoinRecord;
 
-/// The format version this release writes and reads.
-pub const STATE_FORMAT_VERSION: u16 = 3;
+/// The format version this release writes.
+pub const STATE_FORMAT_VERSION: u16 = 4;
+/// The oldest format version this release reads.
+pub const OLDEST_READABLE_FORMAT_VERSION: u16 = 3;
 // History: 1 → 2 added the event-time jump guard to the pane clock and its counter.
 // 2 → 3 moved the series' references out of the model record into a record of their own,
 // and wrote the label join in batches instead of one record per entry.
+// 3 → 4 moved the warm-up samples' numbers out of the model record into warm-up chunks. The
+// layouts did not change: a v3 model record holds its numbers and has no chunks, and reads as
+// such (state is upgraded in place). The version still changed so that a v3 release refuses
+// a v4 model record, whose samples it would take as empty.
 
 /// First bytes of every state value.
 const MAGIC: [u8; 2] = *b"DW";
@@ -56,6 +66,15 @@ pub enum StateKey {
         model_id: String,
         /// Model version.
         model_version: String,
+    },
+    /// The numbers one model version's warm-up samples received between two commits.
+    Warmup {
+        /// Model id.
+        model_id: String,
+        /// Model version.
+        model_version: String,
+        /// Chunk number, from 0.
+        chunk: u32,
     },
     /// A record of the label join: a batch of waiting entries or a removals list.
     Join(JoinRecord),
@@ -80,14 +99,16 @@ pub enum StateError {
     /// Written by a release with another format.
     #[error(
         "state record format v{found} was written by another driftwatch release; this release \
-         reads v{supported}. Start from fresh state: use a new kafka.group_id or topics.state \
+         reads v{oldest} to v{supported}. Start from fresh state: use a new kafka.group_id or topics.state \
          (the old records stay for a rollback)"
     )]
     UnsupportedVersion {
         /// Version in the record.
         found: u16,
-        /// Version this release reads.
+        /// Newest version this release reads (the one it writes).
         supported: u16,
+        /// Oldest version this release reads.
+        oldest: u16,
     },
     /// The value has the right header but does not decode.
     #[error("corrupt state record: {0}")]
@@ -117,10 +138,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
         return Err(StateError::NotState);
     }
     let found = u16::from_le_bytes([bytes[2], bytes[3]]);
-    if found != STATE_FORMAT_VERSION {
+    if !(OLDEST_READABLE_FORMAT_VERSION..=STATE_FORMAT_VERSION).contains(&found) {
         return Err(StateError::UnsupportedVersion {
             found,
             supported: STATE_FORMAT_VERSION,
+            oldest: OLDEST_READABLE_FORMAT_VERSION,
         });
     }
     postcard::from_bytes(&bytes[4..]).map_err(|e| StateError::Corrupt(e.to_string()))
@@ -149,6 +171,15 @@ impl StateKey {
                 model_id,
                 model_version,
             } => format!("{prefix}r/{}/{}", escape(model_id), escape(model_version)),
+            StateKey::Warmup {
+                model_id,
+                model_version,
+                chunk,
+            } => format!(
+                "{prefix}w/{}/{}/{chunk:08x}",
+                escape(model_id),
+                escape(model_version)
+            ),
             StateKey::Join(JoinRecord::Batch(first)) => format!("{prefix}j/b{first:016x}"),
             StateKey::Join(JoinRecord::Removals(sequence)) => {
                 format!("{prefix}j/x{sequence:016x}")
@@ -168,7 +199,25 @@ impl StateKey {
             .next()
             .and_then(|p| p.parse().ok())
             .ok_or_else(bad)?;
-        let key = match (segments.next(), segments.next(), segments.next()) {
+        let kind = segments.next();
+        if kind == Some("w") {
+            let (model, version, chunk) = (segments.next(), segments.next(), segments.next());
+            let (Some(model), Some(version), Some(chunk), None) =
+                (model, version, chunk, segments.next())
+            else {
+                return Err(bad());
+            };
+            if chunk.len() != 8 {
+                return Err(bad());
+            }
+            let key = StateKey::Warmup {
+                model_id: unescape(model),
+                model_version: unescape(version),
+                chunk: u32::from_str_radix(chunk, 16).map_err(|_| bad())?,
+            };
+            return Ok((group, partition, key));
+        }
+        let key = match (kind, segments.next(), segments.next()) {
             (Some("e"), None, None) => StateKey::Engine,
             (Some("m"), Some(model), Some(version)) => StateKey::Model {
                 model_id: unescape(model),
@@ -211,6 +260,16 @@ mod tests {
                 model_id: "m/%".into(),
                 model_version: "%2F".into(),
             },
+            StateKey::Warmup {
+                model_id: "a/b".into(),
+                model_version: "%".into(),
+                chunk: 0,
+            },
+            StateKey::Warmup {
+                model_id: "m".into(),
+                model_version: "1".into(),
+                chunk: u32::MAX,
+            },
             StateKey::Join(JoinRecord::Batch(u64::MAX)),
             StateKey::Join(JoinRecord::Removals(7)),
         ];
@@ -234,6 +293,10 @@ mod tests {
             "g/1/r/only",
             "g/1/j/z0000000000000001",
             "g/1/e/x",
+            "g/1/w/m/1",
+            "g/1/w/m/1/0",
+            "g/1/w/m/1/0000000g",
+            "g/1/w/m/1/00000000/x",
         ] {
             assert!(
                 matches!(StateKey::parse(bad), Err(StateError::BadKey(_))),
@@ -255,9 +318,21 @@ mod tests {
             error,
             StateError::UnsupportedVersion {
                 found: 9,
-                supported: STATE_FORMAT_VERSION
+                supported: STATE_FORMAT_VERSION,
+                oldest: OLDEST_READABLE_FORMAT_VERSION,
             }
         );
+        // The previous format is read: its layouts are this one's.
+        bytes[2..4].copy_from_slice(&OLDEST_READABLE_FORMAT_VERSION.to_le_bytes());
+        assert_eq!(
+            decode::<(u32, String)>(&bytes).unwrap(),
+            (1, "x".to_owned())
+        );
+        bytes[2..4].copy_from_slice(&(OLDEST_READABLE_FORMAT_VERSION - 1).to_le_bytes());
+        assert!(matches!(
+            decode::<(u32, String)>(&bytes),
+            Err(StateError::UnsupportedVersion { found: 2, .. })
+        ));
         assert!(error.to_string().contains("new kafka.group_id"), "{error}");
         assert_eq!(decode::<u32>(b"{\"json\":1}"), Err(StateError::NotState));
         let truncated = &encode(&(1_u32, "a long enough string".to_owned()))[..8];
