@@ -1541,4 +1541,125 @@ mod tests {
     fn events_end(events: &[Event<'static>]) -> i64 {
         events.iter().map(Event::timestamp).max().unwrap()
     }
+
+    /// Every kind of state record of a realistic engine: model "q" past its warm-up with
+    /// frozen references, joined labels and a quality drop; model "m" in the middle of its
+    /// warm-up (chunks); the label join's batches and removals; the engine record.
+    fn varied_state() -> (BTreeMap<StateKey, Vec<u8>>, Vec<Event<'static>>) {
+        let labelled = Labelled {
+            seed: 3,
+            n: 6_000,
+            change_at: 4_000,
+            accuracy_before: 0.9,
+            accuracy_after: 0.6,
+            label_delay: 20,
+            labels_first: false,
+        };
+        let mut events = labelled.events();
+        events.extend(
+            stream(5, 2_500, 1_500)
+                .into_iter()
+                .enumerate()
+                .map(|(j, mut e)| {
+                    e.timestamp = 1_700_000_000_000 + (3_500 + j as i64) * 100;
+                    Event::Prediction(e)
+                }),
+        );
+        events.sort_by_key(Event::timestamp);
+        let (before, after) = events.split_at(events.len() - 1_000);
+        let mut engine = Engine::new(labelled_settings()).unwrap();
+        let mut log = BTreeMap::new();
+        for (i, event) in before.iter().enumerate() {
+            engine.process(event, SOURCE);
+            engine.drain_outputs();
+            if (i + 1) % 400 == 0 {
+                apply_changes(&mut log, engine.take_state_changes());
+            }
+        }
+        apply_changes(&mut log, engine.take_state_changes());
+        (log, after.to_vec())
+    }
+
+    #[test]
+    fn a_damaged_state_record_is_refused_or_restored_never_a_panic() {
+        let (log, rest) = varied_state();
+        let kind = |key: &StateKey| match key {
+            StateKey::Engine => "engine",
+            StateKey::Model { .. } => "model",
+            StateKey::References { .. } => "references",
+            StateKey::Warmup { .. } => "warmup",
+            StateKey::Join(JoinRecord::Batch(_)) => "join batch",
+            StateKey::Join(JoinRecord::Removals(_)) => "join removals",
+        };
+        let kinds: std::collections::BTreeSet<_> = log.keys().map(kind).collect();
+        assert_eq!(kinds.len(), 6, "every kind of record: {kinds:?}");
+        // Restores the log with `key`'s value replaced, then runs the rest of the stream and
+        // a commit on whatever came back: damage must surface as an error, not a panic.
+        // Returns whether the damaged log was restored (`None`: it panicked).
+        let survives = |key: &StateKey, damaged: &[u8]| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let records = log
+                    .iter()
+                    .map(|(k, v)| (k, if k == key { damaged } else { &v[..] }));
+                let Ok(Some(mut engine)) = Engine::restore(labelled_settings(), records) else {
+                    return false;
+                };
+                for event in &rest {
+                    engine.process(event, SOURCE);
+                    engine.drain_outputs();
+                }
+                engine.take_state_changes();
+                engine.status();
+                true
+            }))
+            .ok()
+        };
+        let mut rng = StdRng::seed_from_u64(17);
+        let mut per_kind: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut panics = Vec::new();
+        let (mut cases, mut restored) = (0, 0);
+        for (key, value) in &log {
+            // Records of one kind share a layout: three of each are enough.
+            let seen = per_kind.entry(kind(key)).or_default();
+            *seen += 1;
+            if *seen > 3 {
+                continue;
+            }
+            // Past the 4-byte header (whose damage `decode` refuses by construction).
+            let mut damages: Vec<(String, Vec<u8>)> = Vec::new();
+            for _ in 0..60.min(value.len() - 4) {
+                let at = rng.random_range(4..value.len());
+                for byte in [value[at] ^ 0x01, value[at] ^ 0x80, 0x00, 0xff] {
+                    let mut damaged = value.clone();
+                    damaged[at] = byte;
+                    damages.push((format!("byte {at} = {byte:#04x}"), damaged));
+                }
+            }
+            for _ in 0..8 {
+                let length = rng.random_range(4..value.len());
+                damages.push((format!("cut at {length}"), value[..length].to_vec()));
+            }
+            for (damage, damaged) in damages {
+                cases += 1;
+                match survives(key, &damaged) {
+                    Some(true) => restored += 1,
+                    Some(false) => {}
+                    None => panics.push(format!("{key:?}: {damage}")),
+                }
+            }
+        }
+        assert!(cases > 3_000, "{cases} cases");
+        // Both paths ran: damage that decodes (a changed number: the engine ran on it) and
+        // damage that is refused.
+        assert!(
+            (cases / 10..cases - cases / 10).contains(&restored),
+            "{restored} of {cases} restored"
+        );
+        assert!(
+            panics.is_empty(),
+            "{} of {cases} damaged records panicked, e.g. {:#?}",
+            panics.len(),
+            &panics[..panics.len().min(12)]
+        );
+    }
 }
