@@ -371,8 +371,9 @@ fn waiting_entries(
     LabelJoin::restore(i64::MAX, usize::MAX, JoinMeta::default(), batches, removals).entries()
 }
 
-/// The warm-up numbers of each monitor of `partition` in a compacted state log, its chunks
-/// concatenated in order: how they were cut depends on when the commits fell.
+/// The warm-up numbers and category counts of each monitor of `partition` in a compacted
+/// state log, its chunks concatenated in order: how they were cut depends on when the
+/// commits fell.
 fn warmup_samples(
     log: &BTreeMap<(i32, StateKey), Vec<u8>>,
     partition: i32,
@@ -394,11 +395,40 @@ fn warmup_samples(
         let sample = samples
             .entry((model_id.clone(), model_version.clone()))
             .or_default();
-        for (id, numbers) in state::decode::<WarmupChunk>(value).unwrap().series {
+        let chunk = state::decode::<WarmupChunk>(value).unwrap();
+        for (id, numbers) in chunk.series {
             match sample.series.iter_mut().find(|(known, _)| *known == id) {
                 Some((_, all)) => all.extend(numbers),
                 None => sample.series.push((id, numbers)),
             }
+        }
+        for (id, counts) in chunk.categories {
+            let all = match sample
+                .categories
+                .iter_mut()
+                .position(|(known, _)| *known == id)
+            {
+                Some(at) => &mut sample.categories[at].1,
+                None => {
+                    sample.categories.push((id, Vec::new()));
+                    &mut sample.categories.last_mut().unwrap().1
+                }
+            };
+            for (category, count) in counts {
+                match all.iter_mut().find(|(known, _)| *known == category) {
+                    Some((_, total)) => *total += count,
+                    None => all.push((category, count)),
+                }
+            }
+        }
+    }
+    // In a canonical order: chunks list series by slot and categories by name, but which
+    // chunk first holds one differs between the runs.
+    for sample in samples.values_mut() {
+        sample.series.sort_by_key(|(id, _)| format!("{id:?}"));
+        sample.categories.sort_by_key(|(id, _)| format!("{id:?}"));
+        for (_, counts) in &mut sample.categories {
+            counts.sort();
         }
     }
     samples

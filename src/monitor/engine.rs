@@ -196,7 +196,7 @@ impl Engine {
                             model_id: model_id.clone(),
                             model_version: model_version.clone(),
                         },
-                        value: Some(monitor.without_warmup_numbers(state::encode)),
+                        value: Some(monitor.without_warmup_values(state::encode)),
                     });
                 }
                 let restored = monitor.put_references(references);
@@ -1190,7 +1190,16 @@ mod tests {
 
     #[test]
     fn warm_up_samples_are_written_once_in_chunks_and_deleted_when_the_reference_freezes() {
-        let events = stream(6, 20_000, 12_000);
+        // Besides two numeric features and a 4-category one, an id-like feature: nearly every
+        // event brings a new category.
+        let mut rng = StdRng::seed_from_u64(61);
+        let mut events = stream(6, 20_000, 12_000);
+        for event in &mut events {
+            let user = format!("u{:05}", rng.random_range(0..100_000));
+            event
+                .features
+                .push((Cow::Borrowed("user"), FeatureValue::Text(Cow::Owned(user))));
+        }
         let model = StateKey::Model {
             model_id: "m".into(),
             model_version: "1".into(),
@@ -1212,7 +1221,7 @@ mod tests {
             }
         }
         // One new chunk per commit, never one rewritten; the model record does not grow with
-        // the sample, which is 20 times larger at the end than at the first commit (46 KB
+        // the sample, which is 20 times larger at the end than at the first commit (60 KB
         // more). What it does gain is ADWIN's bucket rows, logarithmic in the events seen.
         assert_eq!(chunks_written, (0..20).collect::<Vec<u32>>());
         let (smallest, largest) = (
@@ -1228,9 +1237,12 @@ mod tests {
             .filter(|(k, _)| matches!(k, StateKey::Warmup { .. }))
             .map(|(_, v)| v.len())
             .sum();
-        // amount, income and the score: 3 numbers of 8 bytes per event, plus headers.
+        // amount, income and the score: 3 numbers of 8 bytes per event; a user id of 6 bytes,
+        // its length and its count (1 byte each) per event, fewer when an id repeats within a
+        // chunk; the 4 countries per chunk; headers.
+        let (numbers, users) = (2_000 * 3 * 8, 2_000 * 8);
         assert!(
-            (2_000 * 3 * 8..2_000 * 3 * 8 + 20 * 32).contains(&chunk_bytes),
+            (numbers + users * 99 / 100..numbers + users + 20 * 64).contains(&chunk_bytes),
             "{chunk_bytes} bytes of chunks"
         );
 

@@ -72,6 +72,21 @@ struct WarmupSample {
     categories: BTreeMap<String, u64>,
     missing: u64,
     total: u64,
+    /// Category counts added since the state changelog's last warm-up chunk: the chunks
+    /// carry them so that a high-cardinality feature's map is not rewritten at every commit.
+    #[serde(skip)]
+    unwritten_categories: BTreeMap<String, u64>,
+}
+
+/// The bulk of a warm-up sample: its numbers and category counts, which the state changelog
+/// stores in append-only chunks rather than with every write of the monitor (whose cost
+/// would otherwise grow with the square of the warm-up length).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WarmupValues {
+    /// The numbers, in arrival order.
+    pub numbers: Vec<f64>,
+    /// Count per category.
+    pub categories: BTreeMap<String, u64>,
 }
 
 /// The frozen reference of a series.
@@ -175,37 +190,71 @@ impl SeriesTracker {
         self.warmup.as_ref().map_or(&[], |w| &w.numbers)
     }
 
-    /// Moves the warm-up sample's numbers out, leaving it without them until
-    /// [`SeriesTracker::put_warmup_numbers`]: the state changelog stores them in append-only
-    /// chunks instead of with every write of the monitor, whose cost would otherwise grow
-    /// with the square of the warm-up length.
-    pub fn take_warmup_numbers(&mut self) -> Vec<f64> {
+    /// Moves the warm-up sample's numbers and categories out, leaving it without them until
+    /// [`SeriesTracker::put_warmup_values`] (see [`WarmupValues`]).
+    pub fn take_warmup_values(&mut self) -> WarmupValues {
         self.warmup
             .as_mut()
-            .map(|w| std::mem::take(&mut w.numbers))
+            .map(|w| WarmupValues {
+                numbers: std::mem::take(&mut w.numbers),
+                categories: std::mem::take(&mut w.categories),
+            })
             .unwrap_or_default()
     }
 
-    /// Puts back numbers moved out by [`SeriesTracker::take_warmup_numbers`].
-    pub fn put_warmup_numbers(&mut self, numbers: Vec<f64>) {
+    /// Puts back what [`SeriesTracker::take_warmup_values`] moved out.
+    pub fn put_warmup_values(&mut self, values: WarmupValues) {
         if let Some(warmup) = self.warmup.as_mut() {
-            warmup.numbers = numbers;
+            warmup.numbers = values.numbers;
+            warmup.categories = values.categories;
         }
     }
 
-    /// Appends numbers read from a warm-up chunk of the state changelog.
+    /// The category counts added since the last call, for the next warm-up chunk.
+    pub fn take_unwritten_categories(&mut self) -> Vec<(String, u64)> {
+        self.warmup
+            .as_mut()
+            .map(|w| {
+                std::mem::take(&mut w.unwritten_categories)
+                    .into_iter()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Marks every category count as not yet in a chunk: for a sample read from a record
+    /// that held its categories itself (format v3), so that the next chunk carries them.
+    pub fn mark_categories_unwritten(&mut self) {
+        if let Some(warmup) = self.warmup.as_mut() {
+            warmup.unwritten_categories = warmup.categories.clone();
+        }
+    }
+
+    /// Adds the numbers and category counts of a warm-up chunk of the state changelog.
     ///
     /// # Errors
-    /// The series is not warming up (the chunk does not belong to this monitor's state).
-    pub fn extend_warmup_numbers(&mut self, numbers: &[f64]) -> Result<(), String> {
-        match self.warmup.as_mut() {
-            Some(warmup) => {
-                warmup.numbers.extend_from_slice(numbers);
+    /// The series is not warming up (the chunk does not belong to this monitor's state), or
+    /// a count overflows.
+    pub fn extend_warmup(
+        &mut self,
+        numbers: &[f64],
+        categories: Vec<(String, u64)>,
+    ) -> Result<(), String> {
+        let Some(warmup) = self.warmup.as_mut() else {
+            return if numbers.is_empty() && categories.is_empty() {
                 Ok(())
-            }
-            None if numbers.is_empty() => Ok(()),
-            None => Err("warm-up numbers for a series that is not warming up".to_owned()),
+            } else {
+                Err("warm-up values for a series that is not warming up".to_owned())
+            };
+        };
+        warmup.numbers.extend_from_slice(numbers);
+        for (category, added) in categories {
+            let count = warmup.categories.entry(category).or_default();
+            *count = count
+                .checked_add(added)
+                .ok_or_else(|| "a warm-up category count overflows".to_owned())?;
         }
+        Ok(())
     }
 
     /// Checks that the warm-up sample holds as many numbers as its counts say it received
@@ -215,15 +264,19 @@ impl SeriesTracker {
     ///
     /// # Errors
     /// How many numbers there are and how many there should be.
-    pub fn check_warmup_numbers(&self) -> Result<(), String> {
+    pub fn check_warmup_sample(&self) -> Result<(), String> {
         let Some(warmup) = self.warmup.as_ref() else {
             return Ok(());
         };
-        let categorical: u64 = warmup.categories.values().sum();
+        let categorical = warmup
+            .categories
+            .values()
+            .try_fold(0u64, |sum, &count| sum.checked_add(count));
         let expected = warmup
             .total
             .checked_sub(warmup.missing)
-            .and_then(|rest| rest.checked_sub(categorical));
+            .zip(categorical)
+            .and_then(|(rest, categorical)| rest.checked_sub(categorical));
         if expected == Some(warmup.numbers.len() as u64) {
             Ok(())
         } else {
@@ -234,6 +287,8 @@ impl SeriesTracker {
                 expected.map_or_else(|| "a negative number".to_owned(), |e| e.to_string()),
                 warmup.total,
                 warmup.missing,
+                categorical =
+                    categorical.map_or_else(|| "overflowing".to_owned(), |c| c.to_string()),
             ))
         }
     }
@@ -293,10 +348,12 @@ impl SeriesTracker {
         match observation {
             Observation::Number(x) => warmup.numbers.push(x),
             Observation::Category(c) => {
-                if let Some(count) = warmup.categories.get_mut(c) {
-                    *count += 1;
-                } else {
-                    warmup.categories.insert(c.to_owned(), 1);
+                for counts in [&mut warmup.categories, &mut warmup.unwritten_categories] {
+                    if let Some(count) = counts.get_mut(c) {
+                        *count += 1;
+                    } else {
+                        counts.insert(c.to_owned(), 1);
+                    }
                 }
             }
             Observation::Missing | Observation::NonFinite => warmup.missing += 1,

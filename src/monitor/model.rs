@@ -23,6 +23,7 @@ use super::settings::TaskKind;
 
 use super::feature::{
     DetectorResult, Observation, QualityCounts, Reference, SeriesEvaluation, SeriesTracker,
+    WarmupValues,
 };
 use super::output::{AlertState, DriftAlert, OffsetRange, Output, RetrainRequest, RetrainTrigger};
 use super::policy::{benjamini_hochberg, AlertBook, Verdict};
@@ -221,15 +222,18 @@ pub enum SeriesId {
     Class,
 }
 
-/// The numbers added to a monitor's warm-up samples between two commits: one record of the
-/// state changelog, written once and never rewritten. The warm-up sample is the bulk of a
-/// warming monitor (up to `warmup_events` numbers per numeric series); written whole with the
-/// monitor at every commit, a slow model's warm-up cost state-topic bytes growing with the
-/// square of its length (hundreds of MB for 10,000 events at 50 events/s).
+/// The numbers and category counts added to a monitor's warm-up samples between two commits:
+/// one record of the state changelog, written once and never rewritten. The warm-up sample is
+/// the bulk of a warming monitor (up to `warmup_events` numbers per numeric series, as many
+/// categories for an id-like one); written whole with the monitor at every commit, a slow
+/// model's warm-up cost state-topic bytes growing with the square of its length (hundreds of
+/// MB for 10,000 events at 50 events/s).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct WarmupChunk {
     /// New numbers per series that received any.
     pub series: Vec<(SeriesId, Vec<f64>)>,
+    /// Category counts added per series that received any.
+    pub categories: Vec<(SeriesId, Vec<(String, u64)>)>,
 }
 
 /// What the state changelog must write about a monitor's warm-up at a commit.
@@ -387,21 +391,27 @@ impl ModelMonitor {
         }
         let mut chunk = WarmupChunk::default();
         log.features.resize(self.features.len(), 0);
-        let mut add = |id: SeriesId, numbers: &[f64], persisted: &mut usize| {
+        let mut add = |id: SeriesId, tracker: &mut SeriesTracker, persisted: &mut usize| {
+            let numbers = tracker.warmup_numbers();
             if let Some(new) = numbers.get(*persisted..).filter(|new| !new.is_empty()) {
                 chunk.series.push((id, new.to_vec()));
                 *persisted = numbers.len();
             }
+            let categories = tracker.take_unwritten_categories();
+            if !categories.is_empty() {
+                chunk.categories.push((id, categories));
+            }
         };
-        for (slot, (feature, persisted)) in self.features.iter().zip(&mut log.features).enumerate()
+        for (slot, (feature, persisted)) in
+            self.features.iter_mut().zip(&mut log.features).enumerate()
         {
             // Slots are indices of a `Vec` created one event at a time: far below `u32::MAX`.
             let id = SeriesId::Feature(u32::try_from(slot).unwrap_or(u32::MAX));
-            add(id, feature.tracker.warmup_numbers(), persisted);
+            add(id, &mut feature.tracker, persisted);
         }
-        add(SeriesId::Score, self.score.warmup_numbers(), &mut log.score);
-        add(SeriesId::Class, self.class.warmup_numbers(), &mut log.class);
-        if chunk.series.is_empty() {
+        add(SeriesId::Score, &mut self.score, &mut log.score);
+        add(SeriesId::Class, &mut self.class, &mut log.class);
+        if chunk.series.is_empty() && chunk.categories.is_empty() {
             return WarmupChanges::default();
         }
         let number = log.chunks;
@@ -412,31 +422,32 @@ impl ModelMonitor {
         }
     }
 
-    /// Runs `encode` on the monitor with its warm-up numbers moved out (they are in the
-    /// warm-up chunks, see [`ModelMonitor::take_warmup_changes`]), then puts them back.
-    pub fn without_warmup_numbers<R>(&mut self, encode: impl FnOnce(&Self) -> R) -> R {
-        let features: Vec<Vec<f64>> = self
+    /// Runs `encode` on the monitor with its warm-up numbers and categories moved out (they
+    /// are in the warm-up chunks, see [`ModelMonitor::take_warmup_changes`]), then puts them
+    /// back.
+    pub fn without_warmup_values<R>(&mut self, encode: impl FnOnce(&Self) -> R) -> R {
+        let features: Vec<WarmupValues> = self
             .features
             .iter_mut()
-            .map(|feature| feature.tracker.take_warmup_numbers())
+            .map(|feature| feature.tracker.take_warmup_values())
             .collect();
         let (score, class) = (
-            self.score.take_warmup_numbers(),
-            self.class.take_warmup_numbers(),
+            self.score.take_warmup_values(),
+            self.class.take_warmup_values(),
         );
         let result = encode(self);
-        for (feature, numbers) in self.features.iter_mut().zip(features) {
-            feature.tracker.put_warmup_numbers(numbers);
+        for (feature, values) in self.features.iter_mut().zip(features) {
+            feature.tracker.put_warmup_values(values);
         }
-        self.score.put_warmup_numbers(score);
-        self.class.put_warmup_numbers(class);
+        self.score.put_warmup_values(score);
+        self.class.put_warmup_values(class);
         result
     }
 
     /// Appends the warm-up chunks read from the state changelog, in their order, to the
     /// samples of a monitor read from its record, and checks that every sample is whole.
-    /// A record written before chunks existed (format v3) holds its numbers itself and has
-    /// no chunks; the first commit then writes them all as chunk 0.
+    /// A record written before chunks existed (format v3) holds its numbers and categories
+    /// itself and has no chunks; the first commit then writes them all as chunk 0.
     ///
     /// # Errors
     /// A chunk is missing, names a series the monitor does not have, or the samples do not
@@ -450,6 +461,13 @@ impl ModelMonitor {
             features: vec![0; self.features.len()],
             ..WarmupLog::default()
         };
+        // A format v3 record holds its categories itself (a v4 one none): the next chunk
+        // carries them, as it carries v3's numbers (`persisted` starts at 0).
+        for feature in &mut self.features {
+            feature.tracker.mark_categories_unwritten();
+        }
+        self.score.mark_categories_unwritten();
+        self.class.mark_categories_unwritten();
         for (number, chunk) in chunks {
             if number != log.chunks {
                 return Err(format!("{name}: warm-up chunk {} is missing", log.chunks));
@@ -460,7 +478,18 @@ impl ModelMonitor {
                 // happen): nothing to restore, and the next commit deletes them.
                 continue;
             }
-            for (id, numbers) in chunk.series {
+            // A chunk lists a series' numbers and its categories apart.
+            let values = chunk
+                .series
+                .into_iter()
+                .map(|(id, numbers)| (id, numbers, Vec::new()))
+                .chain(
+                    chunk
+                        .categories
+                        .into_iter()
+                        .map(|(id, categories)| (id, Vec::new(), categories)),
+                );
+            for (id, numbers, categories) in values {
                 let (tracker, persisted) = match id {
                     SeriesId::Feature(slot) => {
                         let slot = slot as usize;
@@ -479,7 +508,7 @@ impl ModelMonitor {
                     SeriesId::Class => (&mut self.class, &mut log.class),
                 };
                 tracker
-                    .extend_warmup_numbers(&numbers)
+                    .extend_warmup(&numbers, categories)
                     .map_err(|e| format!("{name}: warm-up chunk {number}: {e}"))?;
                 *persisted += numbers.len();
             }
@@ -491,7 +520,7 @@ impl ModelMonitor {
             .chain([&self.score, &self.class]);
         for tracker in trackers {
             tracker
-                .check_warmup_numbers()
+                .check_warmup_sample()
                 .map_err(|e| format!("{name}: {e}"))?;
         }
         if self.phase != Phase::WarmingUp && log.chunks > 0 {
