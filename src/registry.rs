@@ -6,12 +6,16 @@
 //! Owns: the HTTP lookups, their cache and the retry policy. Must not touch: Kafka, or the
 //! decoding itself ([`crate::codec::resolve`] decides how a schema is read).
 //!
-//! Why it blocks: lookups are rare — once per schema id for the life of the process, since a
-//! registered id never changes — and the service loop handles a partition's messages in order
-//! anyway. While the registry is unreachable, the message waits (retried with exponential
-//! backoff): dead-lettering it would lose a good event to an outage. Only an answer from the
-//! registry that the id does not exist sends messages to the dead-letter topic; that answer is
-//! cached for [`NOT_FOUND_TTL`] so a stream of such messages costs one request a minute.
+//! Why it never blocks: lookups are rare — once per schema id for the life of the process,
+//! since a registered id never changes — but an outage can last minutes, and a loop that
+//! waited in here would stop heartbeating, committing and handling the partitions whose
+//! schemas it already knows (past `max.poll.interval.ms`, the group would evict it). So a
+//! lookup is one attempt at most: while the registry is unreachable it answers
+//! [`Lookup::Unavailable`] with the time of the next attempt (exponential backoff), and the
+//! service holds that message back and goes on. Dead-lettering it would lose a good event to
+//! an outage. Only an answer from the registry that the id does not exist sends messages to
+//! the dead-letter topic; that answer is cached for [`NOT_FOUND_TTL`] so a stream of such
+//! messages costs one request a minute.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -48,6 +52,26 @@ enum Entry {
     Ready(Result<Arc<WriterSchema>, DecodeError>),
     /// A "not found" answer, until the instant it expires.
     Missing(DecodeError, Instant),
+    /// The registry could not be asked: no new attempt before `retry_at`; the one after
+    /// that waits `backoff` if it fails too.
+    Unreachable {
+        retry_at: Instant,
+        backoff: Duration,
+        attempts: u32,
+    },
+}
+
+/// The outcome of one lookup.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    /// The registry's verdict: the writer schema, or why messages with this id cannot be
+    /// read (unknown id, unreadable schema).
+    Resolved(Result<Arc<WriterSchema>, DecodeError>),
+    /// The registry could not be reached: the message must wait, at least until `retry_at`.
+    Unavailable {
+        /// When the next attempt will be made (earlier lookups answer at once, unasked).
+        retry_at: Instant,
+    },
 }
 
 /// The registry client with its cache.
@@ -129,71 +153,67 @@ impl SchemaRegistry {
         fetched
     }
 
-    /// How messages with schema `id` are read as `kind` events: from the cache, or from the
-    /// registry, retrying with backoff while it is unavailable. Returns `None` only when
-    /// `stop()` became true while waiting (shutdown): the message must then not be counted as
-    /// handled.
-    ///
-    /// `Some(Err(..))` is a per-message verdict for the dead-letter topic: the id is not
-    /// registered, or its schema cannot be read as driftwatch's event.
-    pub fn writer(
-        &mut self,
-        id: u32,
-        kind: EventKind,
-        stop: &dyn Fn() -> bool,
-    ) -> Option<Result<Arc<WriterSchema>, DecodeError>> {
-        match self.cache.get(&(id, kind)) {
-            Some(Entry::Ready(ready)) => return Some(ready.clone()),
-            Some(Entry::Missing(error, until)) if Instant::now() < *until => {
-                return Some(Err(error.clone()))
+    /// The writer schema of `id` for events of `kind`: from the cache, or with at most one
+    /// request to the registry (none while an earlier failure's backoff runs).
+    pub fn lookup(&mut self, id: u32, kind: EventKind) -> Lookup {
+        let now = Instant::now();
+        let (backoff, attempts) = match self.cache.get(&(id, kind)) {
+            Some(Entry::Ready(ready)) => return Lookup::Resolved(ready.clone()),
+            Some(Entry::Missing(error, until)) if now < *until => {
+                return Lookup::Resolved(Err(error.clone()))
             }
-            _ => {}
-        }
-        let mut backoff = FIRST_BACKOFF;
-        let mut attempts = 0_u32;
-        loop {
-            attempts += 1;
-            match self.fetch(id) {
-                Fetched::Schema(text) => {
-                    let ready = writer_schema(&text, kind)
-                        .map(Arc::new)
-                        .map_err(|detail| DecodeError::IncompatibleSchema { id, detail });
-                    info!(
-                        message = "Schema resolved.",
-                        id,
-                        kind = kind.as_str(),
-                        native = matches!(ready.as_deref(), Ok(WriterSchema::Native)),
-                        compatible = ready.is_ok()
-                    );
-                    self.cache.insert((id, kind), Entry::Ready(ready.clone()));
-                    return Some(ready);
+            Some(Entry::Unreachable { retry_at, .. }) if now < *retry_at => {
+                return Lookup::Unavailable {
+                    retry_at: *retry_at,
                 }
-                Fetched::NotFound(detail) => {
-                    let error = DecodeError::UnregisteredSchemaId { id, detail };
-                    self.cache.insert(
-                        (id, kind),
-                        Entry::Missing(error.clone(), Instant::now() + NOT_FOUND_TTL),
-                    );
-                    return Some(Err(error));
-                }
-                Fetched::Unavailable(error) => {
-                    warn!(
-                        message = "Schema registry unavailable; the message waits.",
-                        %error,
-                        id,
+            }
+            Some(Entry::Unreachable {
+                backoff, attempts, ..
+            }) => (*backoff, *attempts),
+            _ => (FIRST_BACKOFF, 0),
+        };
+        match self.fetch(id) {
+            Fetched::Schema(text) => {
+                let ready = writer_schema(&text, kind)
+                    .map(Arc::new)
+                    .map_err(|detail| DecodeError::IncompatibleSchema { id, detail });
+                info!(
+                    message = "Schema resolved.",
+                    id,
+                    kind = kind.as_str(),
+                    native = matches!(ready.as_deref(), Ok(WriterSchema::Native)),
+                    compatible = ready.is_ok()
+                );
+                self.cache.insert((id, kind), Entry::Ready(ready.clone()));
+                Lookup::Resolved(ready)
+            }
+            Fetched::NotFound(detail) => {
+                let error = DecodeError::UnregisteredSchemaId { id, detail };
+                self.cache.insert(
+                    (id, kind),
+                    Entry::Missing(error.clone(), Instant::now() + NOT_FOUND_TTL),
+                );
+                Lookup::Resolved(Err(error))
+            }
+            Fetched::Unavailable(error) => {
+                let attempts = attempts + 1;
+                warn!(
+                    message = "Schema registry unavailable; messages with this id wait.",
+                    %error,
+                    id,
+                    attempts,
+                    retry_in_ms = backoff.as_millis() as u64
+                );
+                let retry_at = Instant::now() + backoff;
+                self.cache.insert(
+                    (id, kind),
+                    Entry::Unreachable {
+                        retry_at,
+                        backoff: (backoff * 2).min(self.max_backoff),
                         attempts,
-                        retry_in_ms = backoff.as_millis() as u64
-                    );
-                    // Sleep in short slices so a shutdown is not held up by a long backoff.
-                    let until = Instant::now() + backoff;
-                    while Instant::now() < until {
-                        if stop() {
-                            return None;
-                        }
-                        std::thread::sleep(Duration::from_millis(50).min(backoff));
-                    }
-                    backoff = (backoff * 2).min(self.max_backoff);
-                }
+                    },
+                );
+                Lookup::Unavailable { retry_at }
             }
         }
     }
@@ -303,8 +323,27 @@ mod tests {
         }
     }
 
+    /// Looks `id` up until the registry gives a verdict, as the service does: each
+    /// `Unavailable` is waited out to its retry time. Returns the verdict and the number of
+    /// lookups it took.
+    fn resolve(
+        registry: &mut SchemaRegistry,
+        id: u32,
+        kind: EventKind,
+    ) -> (Result<Arc<WriterSchema>, DecodeError>, usize) {
+        for lookups in 1..100 {
+            match registry.lookup(id, kind) {
+                Lookup::Resolved(verdict) => return (verdict, lookups),
+                Lookup::Unavailable { retry_at } => {
+                    std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
+                }
+            }
+        }
+        panic!("no verdict after 100 lookups");
+    }
+
     #[test]
-    fn an_outage_is_waited_out_and_the_schema_cached() {
+    fn an_outage_is_waited_out_without_blocking_and_the_schema_cached() {
         let schema = serde_json::json!({ "schema": crate::codec::avro::LABEL_EVENT_AVSC });
         let (url, count) = serve(vec![
             (503, "down".into()),
@@ -312,17 +351,26 @@ mod tests {
             (200, schema.to_string()),
         ]);
         let mut registry = SchemaRegistry::new(&settings(&url), None).unwrap();
-        let writer = registry
-            .writer(7, EventKind::Label, &|| false)
-            .expect("not stopped")
-            .expect("resolved");
-        assert!(matches!(*writer, WriterSchema::Native));
+        // The first failure answers at once, with the time of the next attempt; asking again
+        // before then costs no request.
+        let started = Instant::now();
+        let Lookup::Unavailable { retry_at } = registry.lookup(7, EventKind::Label) else {
+            panic!("the registry is down");
+        };
+        assert!(retry_at > started && retry_at <= Instant::now() + FIRST_BACKOFF);
+        assert!(matches!(
+            registry.lookup(7, EventKind::Label),
+            Lookup::Unavailable { retry_at: again } if again == retry_at
+        ));
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        let (writer, _) = resolve(&mut registry, 7, EventKind::Label);
+        assert!(matches!(*writer.expect("resolved"), WriterSchema::Native));
         assert_eq!(count.load(Ordering::SeqCst), 3);
         // Cached: no fourth request (the server would not answer one).
-        assert!(registry
-            .writer(7, EventKind::Label, &|| false)
-            .unwrap()
-            .is_ok());
+        assert!(matches!(
+            registry.lookup(7, EventKind::Label),
+            Lookup::Resolved(Ok(_))
+        ));
         assert_eq!(count.load(Ordering::SeqCst), 3);
     }
 
@@ -331,10 +379,9 @@ mod tests {
         let (url, count) = serve(vec![(404, r#"{"error_code":40403}"#.into())]);
         let mut registry = SchemaRegistry::new(&settings(&url), None).unwrap();
         for _ in 0..3 {
-            let error = registry
-                .writer(42, EventKind::Prediction, &|| false)
-                .unwrap()
-                .unwrap_err();
+            let (verdict, lookups) = resolve(&mut registry, 42, EventKind::Prediction);
+            assert_eq!(lookups, 1);
+            let error = verdict.unwrap_err();
             assert_eq!(error.reason(), "unknown_schema_id");
             assert!(error.to_string().contains("42"), "{error}");
         }
@@ -346,26 +393,44 @@ mod tests {
         let schema = serde_json::json!({ "schema": "\"string\"" });
         let (url, _) = serve(vec![(200, schema.to_string())]);
         let mut registry = SchemaRegistry::new(&settings(&url), None).unwrap();
-        let error = registry
-            .writer(3, EventKind::Prediction, &|| false)
-            .unwrap()
-            .unwrap_err();
-        assert_eq!(error.reason(), "incompatible_schema");
+        let (verdict, _) = resolve(&mut registry, 3, EventKind::Prediction);
+        assert_eq!(verdict.unwrap_err().reason(), "incompatible_schema");
     }
 
     #[test]
-    fn a_shutdown_stops_the_wait_without_a_verdict() {
+    fn an_unreachable_registry_is_retried_with_a_growing_backoff() {
         // Nothing listens on a port just released.
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut registry =
-            SchemaRegistry::new(&settings(&format!("http://127.0.0.1:{port}")), None).unwrap();
-        let asked = AtomicUsize::new(0);
-        let stop = || asked.fetch_add(1, Ordering::SeqCst) >= 3;
-        assert!(registry.writer(1, EventKind::Label, &stop).is_none());
+        let mut registry = SchemaRegistry::new(
+            &SchemaRegistrySettings {
+                max_backoff_ms: 700,
+                ..settings(&format!("http://127.0.0.1:{port}"))
+            },
+            None,
+        )
+        .unwrap();
+        // Waits between attempts: 200, 400, then 700 (the maximum) from there on.
+        let mut waits = Vec::new();
+        for _ in 0..4 {
+            let asked = Instant::now();
+            let Lookup::Unavailable { retry_at } = registry.lookup(1, EventKind::Label) else {
+                panic!("nothing listens");
+            };
+            waits.push(retry_at.duration_since(asked));
+            std::thread::sleep(retry_at.saturating_duration_since(Instant::now()));
+        }
+        let expected = [200, 400, 700, 700].map(Duration::from_millis);
+        for (wait, expected) in waits.iter().zip(expected) {
+            // Counted from the failed attempt's end: a refused connection takes little.
+            assert!(
+                *wait >= expected && *wait < expected + Duration::from_millis(100),
+                "{waits:?}"
+            );
+        }
     }
 
     #[test]

@@ -377,6 +377,85 @@ fn stopping_during_an_outage_commits_only_what_was_handled() {
     assert_eq!(committed(&config, &topic, 1), vec![500]);
 }
 
+/// An outage holds back only what needs the registry: while a new schema id waits in one
+/// partition, the other partition, whose schema is known, is handled and committed (and the
+/// service stays in its group, however long the outage).
+#[test]
+fn during_an_outage_partitions_with_known_schemas_go_on() {
+    use rdkafka::producer::{BaseRecord, Producer};
+    let registry = registry_url();
+    let gate = Gate::new(&registry, true);
+    let mut config = registry_config("registry-partial", &gate.url);
+    config.topics.predictions = unique("registry-partial-2p");
+    create_topics(&[(&config.topics.predictions, 2)]);
+    let topic = config.topics.predictions.clone();
+    produce_with_python(&topic, &registry, 300, usize::MAX >> 1, 41, 0, &[]);
+    let ends = end_offsets(&topic, 2);
+    // All 300 went to the partition of the producer's key; the test writes the other one.
+    let busy = ends
+        .iter()
+        .position(|&end| end == 300)
+        .expect("one partition") as i32;
+    let other = 1 - busy;
+    let instance = Instance::start(&config);
+    instance.wait_handled(300, Duration::from_secs(60));
+    gate.close();
+    // A new schema id (v2) in the busy partition: its lookup fails, so it waits ...
+    let v2_schema = format!("{REPO}/tests/fixtures/prediction_event_v2.avsc");
+    produce_with_python(
+        &topic,
+        &registry,
+        200,
+        usize::MAX >> 1,
+        42,
+        300,
+        &["--schema", &v2_schema],
+    );
+    // ... while records framed with the known v1 id arrive in the other partition.
+    let v1 = read_all(&topic, 300, Duration::from_secs(30));
+    assert_eq!(v1.len(), 300);
+    let producer = producer();
+    for record in &v1 {
+        let record = BaseRecord::to(&topic)
+            .key(&record.key)
+            .payload(&record.payload)
+            .partition(other);
+        producer.send(record).map_err(|(e, _)| e).expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+    instance.wait_handled(600, Duration::from_secs(60));
+    // Committed during the outage: all of the other partition, the busy one up to its held
+    // message.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut expected = vec![0, 0];
+    expected[busy as usize] = 300;
+    expected[other as usize] = 300;
+    while committed(&config, &topic, 2) != expected {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "committed during the outage: {:?}, expected {expected:?}",
+            committed(&config, &topic, 2)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(instance.handled(), 600, "the v2 events still wait");
+    assert!(
+        counter(
+            &instance,
+            "driftwatch_schema_registry_requests_total",
+            "\"error\""
+        ) >= 2.0,
+        "the lookups were retried"
+    );
+    gate.open();
+    instance.wait_handled(800, Duration::from_secs(60));
+    let summary = instance.stop();
+    assert_eq!(summary.consumed, 800, "each message handled once");
+    assert_eq!(summary.dead_letters, 0);
+    expected[busy as usize] = 500;
+    assert_eq!(committed(&config, &topic, 2), expected);
+}
+
 #[test]
 fn the_readme_rust_producer_is_read_through_the_registry() {
     use publish_predictions::{Feature, Prediction, PredictionPublisher};

@@ -168,6 +168,13 @@ impl Aligner {
         paused
     }
 
+    /// Whether alignment keeps `partition` paused.
+    pub fn is_paused(&self, partition: i32) -> bool {
+        self.partitions
+            .get(&partition)
+            .is_some_and(|c| c.paused.is_some())
+    }
+
     /// Whether any partition is paused.
     pub fn any_paused(&self) -> bool {
         self.partitions.values().any(|c| c.paused.is_some())

@@ -52,7 +52,7 @@ use crate::monitor::model::{
     ManualOutcome, ModelStatus, SourcePosition, FAIRNESS_SUBJECT, PERFORMANCE_SUBJECT,
 };
 use crate::monitor::output::{Output, RetrainRequest};
-use crate::registry::SchemaRegistry;
+use crate::registry::{Lookup, SchemaRegistry};
 use crate::telemetry::Metrics;
 use prometheus::IntCounter;
 
@@ -447,6 +447,10 @@ fn is_fatal(error: &KafkaError) -> bool {
 /// Timeout of one transactional call (commit, abort, offsets).
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long rewinding a partition to a message held back for its schema may take (a local
+/// operation of librdkafka's; the broker is not asked).
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Waits until every produced output is acknowledged.
 fn flush(producer: &OutputProducer, tracker: &DeliveryTracker) -> Result<(), ServiceError> {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -522,10 +526,14 @@ struct Loop<'a> {
     labels: Decoder,
     /// Resolves Confluent schema ids when `schema_registry.url` is set.
     registry: Option<SchemaRegistry>,
-    /// A message left unhandled because the service stopped while its schema could not be
-    /// fetched: (topic, partition, offset). Commits take this as the partition's position, so
-    /// the message is read again after the restart.
-    held: Option<(String, i32, i64)>,
+    /// Messages left unhandled because their schema could not be fetched (the registry is
+    /// unreachable): (topic, partition, offset). Commits take the offset as the partition's
+    /// position, so that neither a restart nor a new owner of the partition skips it.
+    held: Vec<(String, i32, i64)>,
+    /// Partitions paused (and rewound to their held message) until the registry may be
+    /// asked again: (topic, partition, when). Handling the partitions whose schemas are known
+    /// goes on meanwhile, as do heartbeats and commits.
+    schema_waits: Vec<(String, i32, Instant)>,
     /// Storage for decoded events' lists, reused from one message to the next.
     buffers: EventBuffers,
     engines: HashMap<i32, Engine>,
@@ -637,7 +645,8 @@ pub fn run(
             &config.schema_registry,
             Some(metrics_source.metrics.schema_registry_requests.clone()),
         ),
-        held: None,
+        held: Vec::new(),
+        schema_waits: Vec::new(),
         buffers: EventBuffers::default(),
         engines: HashMap::new(),
         transaction,
@@ -728,6 +737,9 @@ impl Loop<'_> {
             if self.committing.as_ref().is_some_and(|c| c.is_finished()) {
                 self.finish_commit(consumer)?;
             }
+            if !self.schema_waits.is_empty() {
+                self.resume_schema_waits(consumer, false);
+            }
             if self.aligner.any_paused() {
                 let labels = self.config.topics.labels.as_str();
                 let actions = self
@@ -766,6 +778,16 @@ impl Loop<'_> {
         let topic = message.topic();
         let partition = message.partition();
         let offset = message.offset();
+        // librdkafka drops what it had fetched for a partition it pauses; this guards the
+        // rewind in case a message fetched before the pause still comes out.
+        if !self.schema_waits.is_empty()
+            && self
+                .schema_waits
+                .iter()
+                .any(|(t, p, _)| t == topic && *p == partition)
+        {
+            return Ok(());
+        }
         let payload = message.payload().unwrap_or(&[]);
         let decoder = if topic == self.config.topics.labels {
             &self.labels
@@ -779,32 +801,25 @@ impl Loop<'_> {
                     && payload.len() <= decoder.max_payload_bytes() =>
             {
                 match codec::split_confluent(payload) {
-                    Ok((id, _)) => {
-                        let shared = &self.shared;
-                        let stop = || {
-                            // Still alive while waiting: /healthz must not fail on an outage
-                            // of the registry.
-                            shared.heartbeat_ms.store(now_ms(), Ordering::Release);
-                            shared.shutdown.load(Ordering::Acquire)
-                        };
-                        match registry.writer(id, decoder.kind(), &stop) {
-                            Some(Ok(writer)) => {
-                                decoder.decode_confluent_with(payload, &writer, &mut self.buffers)
-                            }
-                            Some(Err(error)) => Err(error),
-                            None => {
-                                // Stopping while the registry is down: this message is not
-                                // handled; the final commit leaves it to be read again.
-                                self.held = Some((topic.to_owned(), partition, offset));
-                                return Ok(());
-                            }
+                    Ok((id, _)) => match registry.lookup(id, decoder.kind()) {
+                        Lookup::Resolved(Ok(writer)) => {
+                            decoder.decode_confluent_with(payload, &writer, &mut self.buffers)
                         }
-                    }
+                        Lookup::Resolved(Err(error)) => Err(error),
+                        Lookup::Unavailable { retry_at } => {
+                            return self
+                                .wait_for_schema(consumer, topic, partition, offset, retry_at);
+                        }
+                    },
                     Err(error) => Err(error),
                 }
             }
             _ => decoder.decode_reusing(payload, &mut self.buffers),
         };
+        if !self.held.is_empty() {
+            self.held
+                .retain(|(t, p, _)| !(t == topic && *p == partition));
+        }
         self.summary.consumed += 1;
         let topic_index = usize::from(topic == self.config.topics.labels);
         match decoded {
@@ -1138,8 +1153,8 @@ impl Loop<'_> {
     }
 
     /// The offsets to commit: the consumer's position in each partition (every message before
-    /// it has been handled), except for a partition whose message was left unhandled at
-    /// shutdown ([`Loop::held`]), which commits up to that message.
+    /// it has been handled), except for a partition whose message waits for its schema
+    /// ([`Loop::held`]), which commits up to that message.
     fn positions(
         &self,
         consumer: &BaseConsumer<BusContext>,
@@ -1147,7 +1162,7 @@ impl Loop<'_> {
         let mut offsets = TopicPartitionList::new();
         if let Ok(positions) = consumer.position() {
             for element in positions.elements() {
-                let held = self.held.as_ref().and_then(|(topic, partition, offset)| {
+                let held = self.held.iter().find_map(|(topic, partition, offset)| {
                     (topic == element.topic() && *partition == element.partition())
                         .then_some(*offset)
                 });
@@ -1304,9 +1319,12 @@ impl Loop<'_> {
                 .with_label_values(&["aborted"])
                 .inc();
         }
+        self.resume_schema_waits(consumer, true);
         for partition in self.aligner.reset() {
             self.apply_flow(consumer, partition, Flow::Resume);
         }
+        // Every partition goes back to its committed offset, at or before any held message.
+        self.held.clear();
         let assignment = consumer.assignment().map_err(ServiceError::Fatal)?;
         let partitions = self.input_partitions(&assignment);
         self.engines = self.restore(&partitions)?;
@@ -1411,9 +1429,76 @@ impl Loop<'_> {
     }
 
     /// Pauses or resumes the predictions partition `partition` (event-time alignment).
-    fn apply_flow(&self, consumer: &BaseConsumer<BusContext>, partition: i32, flow: Flow) {
+    /// Holds back the message at `offset`, whose schema the registry could not give: pauses
+    /// its partition and rewinds it to the message, to be read again after `retry_at`
+    /// ([`Loop::resume_schema_waits`]). Fails only if the rewind fails, since resuming
+    /// without it would skip the message.
+    fn wait_for_schema(
+        &mut self,
+        consumer: &BaseConsumer<BusContext>,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        retry_at: Instant,
+    ) -> Result<(), ServiceError> {
         let mut list = TopicPartitionList::new();
-        list.add_partition(&self.config.topics.predictions, partition);
+        list.add_partition(topic, partition);
+        if let Err(error) = consumer.pause(&list) {
+            warn!(message = "Pause failed.", topic, partition, %error);
+        }
+        consumer
+            .seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
+            .map_err(ServiceError::Fatal)?;
+        if !self
+            .held
+            .iter()
+            .any(|(t, p, _)| t == topic && *p == partition)
+        {
+            self.held.push((topic.to_owned(), partition, offset));
+        }
+        self.schema_waits
+            .push((topic.to_owned(), partition, retry_at));
+        debug!(
+            message = "Message held back until the schema registry answers.",
+            topic, partition, offset
+        );
+        Ok(())
+    }
+
+    /// Resumes the partitions whose wait for the registry is over (all of them with
+    /// `everything`: a rebalance or a rewind). One that alignment keeps paused stays so: its
+    /// resumption will read the held message again.
+    fn resume_schema_waits(&mut self, consumer: &BaseConsumer<BusContext>, everything: bool) {
+        let now = Instant::now();
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.schema_waits)
+            .into_iter()
+            .partition(|(_, _, retry_at)| everything || *retry_at <= now);
+        self.schema_waits = waiting;
+        for (topic, partition, _) in due {
+            if topic == self.config.topics.predictions && self.aligner.is_paused(partition) {
+                continue;
+            }
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            if let Err(error) = consumer.resume(&list) {
+                warn!(message = "Resume failed.", topic, partition, %error);
+            }
+        }
+    }
+
+    fn apply_flow(&self, consumer: &BaseConsumer<BusContext>, partition: i32, flow: Flow) {
+        let predictions = &self.config.topics.predictions;
+        if flow == Flow::Resume
+            && self
+                .schema_waits
+                .iter()
+                .any(|(t, p, _)| t == predictions && *p == partition)
+        {
+            // Still waiting for the registry: resumed when that wait ends.
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(predictions, partition);
         let result = match flow {
             Flow::Keep => return,
             Flow::Pause => consumer.pause(&list),
@@ -1434,7 +1519,9 @@ impl Loop<'_> {
         if !self.revocations.swap(false, Ordering::AcqRel) {
             return Ok(());
         }
-        // librdkafka keeps partitions paused across a rebalance: resume what alignment paused.
+        // librdkafka keeps partitions paused across a rebalance: resume what alignment and
+        // the registry's waits paused (a held message is read again at once).
+        self.resume_schema_waits(consumer, true);
         for partition in self.aligner.reset() {
             self.apply_flow(consumer, partition, Flow::Resume);
         }
@@ -1464,8 +1551,10 @@ impl Loop<'_> {
                 }
             }
             self.held_back.clear();
-            for (_, partition) in &revoked {
+            for (topic, partition) in &revoked {
                 self.engines.remove(partition);
+                self.held
+                    .retain(|(t, p, _)| !(t == topic && p == partition));
             }
             self.uncommitted = false;
         }
