@@ -1674,4 +1674,62 @@ mod tests {
             &panics[..panics.len().min(12)]
         );
     }
+
+    #[test]
+    fn references_of_another_monitor_are_refused_not_a_panic() {
+        // Two frozen monitors whose series differ in kind and grid: "m" (two numeric
+        // features, a categorical one) and "q" (one numeric feature), past their warm-ups.
+        let (mut log, rest) = varied_state();
+        let mut engine = Engine::restore(labelled_settings(), log.iter().map(|(k, v)| (k, &v[..])))
+            .unwrap()
+            .unwrap();
+        for event in &rest {
+            engine.process(event, SOURCE);
+        }
+        let more: Vec<Event<'static>> = stream(9, 2_000, usize::MAX)
+            .into_iter()
+            .enumerate()
+            .map(|(j, mut e)| {
+                e.timestamp = events_end(&rest) + 100 * (j as i64 + 1);
+                Event::Prediction(e)
+            })
+            .collect();
+        for event in &more {
+            engine.process(event, SOURCE);
+        }
+        apply_changes(&mut log, engine.take_state_changes());
+        let references = |model: &str| StateKey::References {
+            model_id: model.into(),
+            model_version: "1".into(),
+        };
+        assert!(engine
+            .status()
+            .iter()
+            .all(|s| s.phase == crate::monitor::model::Phase::Monitoring));
+        let (m, q) = (log[&references("m")].clone(), log[&references("q")].clone());
+        for (model, other) in [("m", q), ("q", m)] {
+            let mut swapped = log.clone();
+            swapped.insert(references(model), other);
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match Engine::restore(
+                    labelled_settings(),
+                    swapped.iter().map(|(k, v)| (k, &v[..])),
+                ) {
+                    Ok(Some(mut restored)) => {
+                        for event in &more {
+                            restored.process(event, SOURCE);
+                            restored.drain_outputs();
+                        }
+                        restored.take_state_changes();
+                        "restored".to_owned()
+                    }
+                    Ok(None) => "nothing".to_owned(),
+                    Err(error) => error.to_string(),
+                }
+            }));
+            let outcome =
+                outcome.unwrap_or_else(|_| panic!("{model} with the other's references panicked"));
+            assert!(outcome.contains("do not fit"), "{model}: {outcome}");
+        }
+    }
 }

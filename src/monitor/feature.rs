@@ -300,8 +300,49 @@ impl SeriesTracker {
         self.reference.take()
     }
 
+    /// Checks that `reference` can be this series' reference: consistent in itself, and of
+    /// its window's shape. A record that does not belong with this series' state (a bug, a
+    /// damaged or hand-edited state topic) is refused at restore instead of being misread:
+    /// a window with no reference to compare with, or one of another shape.
+    ///
+    /// # Errors
+    /// What does not fit.
+    pub fn check_reference(&self, reference: Option<&Reference>) -> Result<(), String> {
+        let reference_cells = match reference {
+            None => None,
+            Some(Reference::Numeric { sample, counts, .. }) => {
+                let grid = sample.grid();
+                if counts.len() != grid.coarse_bins() {
+                    return Err(format!(
+                        "a numeric reference with {} counts for {} bins",
+                        counts.len(),
+                        grid.coarse_bins()
+                    ));
+                }
+                Some(grid.cells())
+            }
+            Some(Reference::Categorical { bins, counts }) => {
+                if counts.len() != bins.len() {
+                    return Err(format!(
+                        "a categorical reference with {} counts for {} bins",
+                        counts.len(),
+                        bins.len()
+                    ));
+                }
+                Some(bins.len())
+            }
+        };
+        match (reference_cells, self.window.as_ref().map(PaneWindow::cells)) {
+            (None, Some(window)) => Err(format!("a window of {window} cells and no reference")),
+            (Some(reference), Some(window)) if reference != window => Err(format!(
+                "a reference of {reference} cells and a window of {window}"
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Puts back a reference moved out by [`SeriesTracker::take_reference`] or read from the
-    /// state changelog.
+    /// state changelog (checked with [`SeriesTracker::check_reference`]).
     pub fn put_reference(&mut self, reference: Option<Reference>) {
         self.reference = reference;
     }
@@ -602,4 +643,65 @@ fn evidence(reference: &[u64], current: &[u64], missing: u64) -> String {
     }
     hasher.update(missing.to_le_bytes());
     hex(&hasher.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A series warmed up on `observations` and frozen with `bins` coarse bins.
+    fn frozen<'a>(
+        observations: impl IntoIterator<Item = Observation<'a>>,
+        bins: usize,
+    ) -> SeriesTracker {
+        let mut tracker = SeriesTracker::new(None);
+        for observation in observations {
+            tracker.warm_up(observation);
+        }
+        let settings = ReferenceSettings {
+            bins,
+            ..ReferenceSettings::default()
+        };
+        tracker.freeze(&settings, 5);
+        tracker
+    }
+
+    #[test]
+    fn a_reference_must_fit_its_series_window() {
+        let numbers = || (0..1_000).map(|i| Observation::Number(f64::from(i)));
+        let ten = frozen(numbers(), 10);
+        let five = frozen(numbers(), 5);
+        let categories = frozen(
+            ["a", "b", "c"]
+                .iter()
+                .cycle()
+                .take(300)
+                .map(|c| Observation::Category(c)),
+            10,
+        );
+        assert!(ten.check_reference(ten.reference()).is_ok());
+        assert!(categories.check_reference(categories.reference()).is_ok());
+        // Another grid's, or another kind's: the window has another shape.
+        for other in [five.reference(), categories.reference()] {
+            let error = ten.check_reference(other).unwrap_err();
+            assert!(error.contains("a reference of"), "{error}");
+        }
+        // A window with nothing to compare it with.
+        let error = ten.check_reference(None).unwrap_err();
+        assert!(error.contains("no reference"), "{error}");
+        // A series without a window (warming up, or never frozen) takes either.
+        let warming = SeriesTracker::new(None);
+        assert!(warming.check_reference(None).is_ok());
+        assert!(warming.check_reference(ten.reference()).is_ok());
+        // A reference inconsistent in itself.
+        let Some(Reference::Categorical { bins, mut counts }) = categories.reference().cloned()
+        else {
+            panic!("a categorical reference");
+        };
+        counts.pop();
+        let error = categories
+            .check_reference(Some(&Reference::Categorical { bins, counts }))
+            .unwrap_err();
+        assert!(error.contains("3 counts for 4 bins"), "{error}");
+    }
 }

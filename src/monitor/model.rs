@@ -357,18 +357,37 @@ impl ModelMonitor {
     /// state changelog.
     ///
     /// # Errors
-    /// The references name more feature slots than the monitor has (records that do not
-    /// belong together).
+    /// The references do not fit the monitor (records that do not belong together): more
+    /// feature slots than it has, or a series whose window they do not fit (see
+    /// [`SeriesTracker::check_reference`]). The monitor is then left unchanged.
     pub fn put_references(&mut self, references: SeriesReferences) -> Result<(), String> {
+        let misfit = |detail: String| {
+            format!(
+                "the references of {}/{} do not fit its monitor: {detail}",
+                self.model_id, self.model_version
+            )
+        };
         if references.features.len() > self.features.len() {
-            return Err(format!(
-                "the references of {}/{} have {} feature slots, the monitor {}",
-                self.model_id,
-                self.model_version,
+            return Err(misfit(format!(
+                "{} feature slots, the monitor has {}",
                 references.features.len(),
                 self.features.len()
-            ));
+            )));
         }
+        // All checked before any is put, so that a refusal leaves the monitor as it was.
+        for (slot, feature) in self.features.iter().enumerate() {
+            let reference = references.features.get(slot).and_then(Option::as_ref);
+            feature
+                .tracker
+                .check_reference(reference)
+                .map_err(|e| misfit(format!("feature {}: {e}", feature.name)))?;
+        }
+        self.score
+            .check_reference(references.score.as_ref())
+            .map_err(|e| misfit(format!("the score: {e}")))?;
+        self.class
+            .check_reference(references.class.as_ref())
+            .map_err(|e| misfit(format!("the predicted class: {e}")))?;
         let mut features = references.features.into_iter();
         for feature in &mut self.features {
             feature.tracker.put_reference(features.next().flatten());
