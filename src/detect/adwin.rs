@@ -226,7 +226,7 @@ impl Window {
         // Rows are `totals.len() / lens.len()` slots wide (`max_buckets + 1`).
         let cap = self.totals.len() / self.lens.len();
         let max_buckets = cap - 1;
-        let [mut in_totals, mut in_variances, mut seq_totals, mut seq_variances, mut out_totals, mut out_variances] =
+        let [mut in_totals, mut in_variances, mut out_totals, mut out_variances, _, _] =
             std::mem::take(&mut self.scratch);
         in_totals.clear();
         in_totals.append(&mut self.pending);
@@ -240,14 +240,11 @@ impl Window {
                 self.variances.resize(self.variances.len() + cap, 0.0);
             }
             let base = row * cap;
-            let live = base..base + self.lens[row] as usize;
-            seq_totals.clear();
-            seq_totals.extend_from_slice(&self.totals[live.clone()]);
-            seq_totals.append(&mut in_totals);
-            seq_variances.clear();
-            seq_variances.extend_from_slice(&self.variances[live]);
-            seq_variances.append(&mut in_variances);
-            let count = seq_totals.len();
+            // The row's sequence is its `live` buckets, then the arrivals; it is read in
+            // place, in three runs so that no element needs a branch: pairs within the live
+            // buckets, the pair across the boundary (odd `live`), pairs within the arrivals.
+            let live = self.lens[row] as usize;
+            let count = live + in_totals.len();
             let merges = if count > max_buckets {
                 (count - max_buckets).div_ceil(2)
             } else {
@@ -255,22 +252,63 @@ impl Window {
             };
             out_totals.clear();
             out_variances.clear();
-            for pair in 0..merges {
+            let mut pair = 0;
+            let (totals, variances) = (&self.totals[base..], &self.variances[base..]);
+            while pair < merges && 2 * pair + 1 < live {
+                let (a, b) = (2 * pair, 2 * pair + 1);
+                let (total, variance) =
+                    merge(row, (totals[a], variances[a]), (totals[b], variances[b]));
+                out_totals.push(total);
+                out_variances.push(variance);
+                pair += 1;
+            }
+            if pair < merges && 2 * pair + 1 == live {
+                let a = live - 1;
                 let (total, variance) = merge(
                     row,
-                    (seq_totals[2 * pair], seq_variances[2 * pair]),
-                    (seq_totals[2 * pair + 1], seq_variances[2 * pair + 1]),
+                    (totals[a], variances[a]),
+                    (in_totals[0], in_variances[0]),
                 );
                 out_totals.push(total);
                 out_variances.push(variance);
+                pair += 1;
             }
+            if pair < merges {
+                // Sequence position `2 * pair` and on lie in the arrivals.
+                let first = 2 * pair - live;
+                let arrivals = first..first + 2 * (merges - pair);
+                let (pairs_t, pairs_v) = (&in_totals[arrivals.clone()], &in_variances[arrivals]);
+                for (t, v) in pairs_t.chunks_exact(2).zip(pairs_v.chunks_exact(2)) {
+                    let (total, variance) = merge(row, (t[0], v[0]), (t[1], v[1]));
+                    out_totals.push(total);
+                    out_variances.push(variance);
+                }
+            }
+            // The row keeps the sequence's tail: its own unmerged buckets move to the front,
+            // then the unmerged arrivals follow.
             let kept = count - 2 * merges;
-            self.totals[base..base + kept].copy_from_slice(&seq_totals[2 * merges..]);
-            self.variances[base..base + kept].copy_from_slice(&seq_variances[2 * merges..]);
+            let mut slot = base;
+            for from in base + (2 * merges).min(live)..base + live {
+                self.totals[slot] = self.totals[from];
+                self.variances[slot] = self.variances[from];
+                slot += 1;
+            }
+            let first_kept_arrival = (2 * merges).saturating_sub(live);
+            for (&t, &v) in in_totals[first_kept_arrival..]
+                .iter()
+                .zip(&in_variances[first_kept_arrival..])
+            {
+                self.totals[slot] = t;
+                self.variances[slot] = v;
+                slot += 1;
+            }
+            debug_assert_eq!(slot, base + kept);
             // Unused slots hold zeros, so a window's stored form does not depend on when its
             // merges ran (a restored detector compares equal to one that never stopped).
-            self.totals[base + kept..base + cap].fill(0.0);
-            self.variances[base + kept..base + cap].fill(0.0);
+            for unused in slot..base + cap {
+                self.totals[unused] = 0.0;
+                self.variances[unused] = 0.0;
+            }
             self.lens[row] = kept as u32;
             // The merged buckets are the next row's arrivals.
             std::mem::swap(&mut in_totals, &mut out_totals);
@@ -280,10 +318,10 @@ impl Window {
         self.scratch = [
             in_totals,
             in_variances,
-            seq_totals,
-            seq_variances,
             out_totals,
             out_variances,
+            Vec::new(),
+            Vec::new(),
         ];
     }
 }
