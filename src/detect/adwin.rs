@@ -108,7 +108,7 @@ struct Window {
     /// Elements added since the last flush, oldest first: new row-0 buckets.
     pending: Vec<f64>,
     /// Working lists of `flush`, kept to reuse their storage (empty between flushes).
-    scratch: [Vec<f64>; 6],
+    scratch: [Vec<f64>; 4],
 }
 
 /// A [`Window`] as stored: every element merged into the histogram. This is the layout of
@@ -226,7 +226,7 @@ impl Window {
         // Rows are `totals.len() / lens.len()` slots wide (`max_buckets + 1`).
         let cap = self.totals.len() / self.lens.len();
         let max_buckets = cap - 1;
-        let [mut in_totals, mut in_variances, mut out_totals, mut out_variances, _, _] =
+        let [mut in_totals, mut in_variances, mut out_totals, mut out_variances] =
             std::mem::take(&mut self.scratch);
         in_totals.clear();
         in_totals.append(&mut self.pending);
@@ -315,14 +315,7 @@ impl Window {
             std::mem::swap(&mut in_variances, &mut out_variances);
             row += 1;
         }
-        self.scratch = [
-            in_totals,
-            in_variances,
-            out_totals,
-            out_variances,
-            Vec::new(),
-            Vec::new(),
-        ];
+        self.scratch = [in_totals, in_variances, out_totals, out_variances];
     }
 }
 
