@@ -562,8 +562,7 @@ impl Adwin {
     /// (the tests run without it too and require identical results).
     #[inline]
     fn detect_change(&mut self, shortcut: bool) -> bool {
-        let params = self.params;
-        let min_len = f64::from(params.min_window_length);
+        let params = &self.params;
         self.window.tick += 1;
         if !is_multiple(self.window.tick, params.clock)
             || self.window.width <= f64::from(params.grace_period)
@@ -573,6 +572,15 @@ impl Adwin {
             }
             return false;
         }
+        self.scan_for_change(shortcut)
+    }
+
+    /// The cut test proper (once per `clock` updates): kept out of line so that the code
+    /// of every update stays small (fewer registers to save, more updates in flight).
+    #[inline(never)]
+    fn scan_for_change(&mut self, shortcut: bool) -> bool {
+        let params = self.params;
+        let min_len = f64::from(params.min_window_length);
         self.window.flush();
         let cap = self.row_capacity;
         let mut change_detected = false;
