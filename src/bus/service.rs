@@ -1431,8 +1431,9 @@ impl Loop<'_> {
     /// Pauses or resumes the predictions partition `partition` (event-time alignment).
     /// Holds back the message at `offset`, whose schema the registry could not give: pauses
     /// its partition and rewinds it to the message, to be read again after `retry_at`
-    /// ([`Loop::resume_schema_waits`]). Fails only if the rewind fails, since resuming
-    /// without it would skip the message.
+    /// ([`Loop::resume_schema_waits`]). Fails if the pause or the rewind fails, since going
+    /// on without either would skip the message; it is held first, so that the commit the
+    /// service makes on its way out stops before it.
     fn wait_for_schema(
         &mut self,
         consumer: &BaseConsumer<BusContext>,
@@ -1441,14 +1442,6 @@ impl Loop<'_> {
         offset: i64,
         retry_at: Instant,
     ) -> Result<(), ServiceError> {
-        let mut list = TopicPartitionList::new();
-        list.add_partition(topic, partition);
-        if let Err(error) = consumer.pause(&list) {
-            warn!(message = "Pause failed.", topic, partition, %error);
-        }
-        consumer
-            .seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
-            .map_err(ServiceError::Fatal)?;
         if !self
             .held
             .iter()
@@ -1456,6 +1449,12 @@ impl Loop<'_> {
         {
             self.held.push((topic.to_owned(), partition, offset));
         }
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition);
+        consumer.pause(&list).map_err(ServiceError::Fatal)?;
+        consumer
+            .seek(topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
+            .map_err(ServiceError::Fatal)?;
         self.schema_waits
             .push((topic.to_owned(), partition, retry_at));
         debug!(
