@@ -594,7 +594,32 @@ pub fn read(path: &Path) -> Result<BaselineFile, BaselineError> {
             header.format_version
         )));
     }
-    serde_json::from_slice(&bytes).map_err(|e| format_error(format!("corrupt baseline: {e}")))
+    let file: BaselineFile = serde_json::from_slice(&bytes)
+        .map_err(|e| format_error(format!("corrupt baseline: {e}")))?;
+    // A hand-edited or damaged file could hold references whose counts do not match their
+    // bins: refused here, at start, rather than misread by every evaluation.
+    let state = &file.state;
+    let series = state
+        .features
+        .iter()
+        .map(|(name, tracker)| (format!("feature {name}"), tracker))
+        .chain([
+            ("the score".to_owned(), &state.score),
+            ("the predicted class".to_owned(), &state.class),
+        ]);
+    let problems: Vec<String> = series
+        .filter_map(|(name, tracker)| {
+            let error = tracker.reference()?.check().err()?;
+            Some(format!("{name}: {error}"))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(format_error(format!(
+            "corrupt baseline: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(file)
 }
 
 /// Loads the baselines named by `settings.models[].baseline` (paths relative to `base_dir`)
@@ -689,6 +714,46 @@ mod tests {
         assert!(load_into(&mut settings, out.parent().unwrap()).is_empty());
         let monitor = ModelMonitor::new("m", "8", &settings);
         assert_eq!(monitor.phase(), crate::monitor::model::Phase::Monitoring);
+    }
+
+    #[test]
+    fn a_baseline_whose_reference_counts_do_not_match_its_bins_is_refused() {
+        let mut text = String::from("amount,country,score,label\n");
+        for i in 0..400 {
+            let country = ["fr", "de", "us"][i % 3];
+            text.push_str(&format!("{i},{country},0.5,{}\n", i % 2));
+        }
+        let path = temp("counts.csv", &text);
+        let baseline = build(&options(&path), &MonitorSettings::default(), &mut |_| {}).unwrap();
+        let out = path.with_extension("json");
+        write(&baseline, &out).unwrap();
+        // Drop one count of the first categorical reference, as a bad hand edit would.
+        fn drop_a_count(value: &mut serde_json::Value) -> bool {
+            match value {
+                serde_json::Value::Object(map) => {
+                    if let Some(serde_json::Value::Array(counts)) =
+                        map.get_mut("Categorical").and_then(|c| c.get_mut("counts"))
+                    {
+                        return counts.pop().is_some();
+                    }
+                    map.values_mut().any(drop_a_count)
+                }
+                serde_json::Value::Array(items) => items.iter_mut().any(drop_a_count),
+                _ => false,
+            }
+        }
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        assert!(
+            drop_a_count(&mut json),
+            "a categorical reference in the file"
+        );
+        std::fs::write(&out, serde_json::to_vec(&json).unwrap()).unwrap();
+        let error = read(&out).unwrap_err().to_string();
+        assert!(
+            error.contains("feature country: a categorical reference with 3 counts for 4 bins"),
+            "{error}"
+        );
     }
 
     #[test]

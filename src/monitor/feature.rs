@@ -110,6 +110,39 @@ pub enum Reference {
     },
 }
 
+impl Reference {
+    /// Checks that the reference is consistent in itself (its counts match its bins);
+    /// returns the number of window cells it goes with.
+    ///
+    /// # Errors
+    /// What does not match.
+    pub fn check(&self) -> Result<usize, String> {
+        match self {
+            Reference::Numeric { sample, counts, .. } => {
+                let grid = sample.grid();
+                if counts.len() != grid.coarse_bins() {
+                    return Err(format!(
+                        "a numeric reference with {} counts for {} bins",
+                        counts.len(),
+                        grid.coarse_bins()
+                    ));
+                }
+                Ok(grid.cells())
+            }
+            Reference::Categorical { bins, counts } => {
+                if counts.len() != bins.len() {
+                    return Err(format!(
+                        "a categorical reference with {} counts for {} bins",
+                        counts.len(),
+                        bins.len()
+                    ));
+                }
+                Ok(bins.len())
+            }
+        }
+    }
+}
+
 /// One detector's outcome at one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectorResult {
@@ -308,30 +341,7 @@ impl SeriesTracker {
     /// # Errors
     /// What does not fit.
     pub fn check_reference(&self, reference: Option<&Reference>) -> Result<(), String> {
-        let reference_cells = match reference {
-            None => None,
-            Some(Reference::Numeric { sample, counts, .. }) => {
-                let grid = sample.grid();
-                if counts.len() != grid.coarse_bins() {
-                    return Err(format!(
-                        "a numeric reference with {} counts for {} bins",
-                        counts.len(),
-                        grid.coarse_bins()
-                    ));
-                }
-                Some(grid.cells())
-            }
-            Some(Reference::Categorical { bins, counts }) => {
-                if counts.len() != bins.len() {
-                    return Err(format!(
-                        "a categorical reference with {} counts for {} bins",
-                        counts.len(),
-                        bins.len()
-                    ));
-                }
-                Some(bins.len())
-            }
-        };
+        let reference_cells = reference.map(Reference::check).transpose()?;
         match (reference_cells, self.window.as_ref().map(PaneWindow::cells)) {
             (None, Some(window)) => Err(format!("a window of {window} cells and no reference")),
             (Some(reference), Some(window)) if reference != window => Err(format!(

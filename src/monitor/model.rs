@@ -248,8 +248,11 @@ pub struct WarmupChanges {
 /// How much of each warm-up sample the state changelog's chunks hold.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct WarmupLog {
-    /// Chunks written (numbered from 0).
+    /// Chunks written (numbered from 0) and counted in the monitor's record.
     chunks: u32,
+    /// Chunk numbers below this may exist in the changelog (the written ones, and any
+    /// written by a commit that did not complete): what the freeze deletes.
+    extent: u32,
     /// Numbers of each feature slot's sample already in chunks (missing slots: none).
     features: Vec<usize>,
     score: usize,
@@ -353,14 +356,24 @@ impl ModelMonitor {
         }
     }
 
-    /// Puts back references moved out by [`ModelMonitor::take_references`] or read from the
-    /// state changelog.
+    /// Puts back references moved out by [`ModelMonitor::take_references`] (so they fit).
+    pub fn put_references(&mut self, references: SeriesReferences) {
+        let mut features = references.features.into_iter();
+        for feature in &mut self.features {
+            feature.tracker.put_reference(features.next().flatten());
+        }
+        self.score.put_reference(references.score);
+        self.class.put_reference(references.class);
+    }
+
+    /// Puts references read from the state changelog into a monitor read from its record,
+    /// once they are checked to belong with it.
     ///
     /// # Errors
     /// The references do not fit the monitor (records that do not belong together): more
     /// feature slots than it has, or a series whose window they do not fit (see
     /// [`SeriesTracker::check_reference`]). The monitor is then left unchanged.
-    pub fn put_references(&mut self, references: SeriesReferences) -> Result<(), String> {
+    pub fn restore_references(&mut self, references: SeriesReferences) -> Result<(), String> {
         let misfit = |detail: String| {
             format!(
                 "the references of {}/{} do not fit its monitor: {detail}",
@@ -388,12 +401,7 @@ impl ModelMonitor {
         self.class
             .check_reference(references.class.as_ref())
             .map_err(|e| misfit(format!("the predicted class: {e}")))?;
-        let mut features = references.features.into_iter();
-        for feature in &mut self.features {
-            feature.tracker.put_reference(features.next().flatten());
-        }
-        self.score.put_reference(references.score);
-        self.class.put_reference(references.class);
+        self.put_references(references);
         Ok(())
     }
 
@@ -402,10 +410,10 @@ impl ModelMonitor {
     pub fn take_warmup_changes(&mut self) -> WarmupChanges {
         let log = &mut self.warmup_log;
         if self.phase != Phase::WarmingUp {
-            let written = std::mem::take(log).chunks;
+            let log = std::mem::take(log);
             return WarmupChanges {
                 chunk: None,
-                deleted: 0..written,
+                deleted: 0..log.chunks.max(log.extent),
             };
         }
         let mut chunk = WarmupChunk::default();
@@ -435,10 +443,18 @@ impl ModelMonitor {
         }
         let number = log.chunks;
         log.chunks += 1;
+        log.extent = log.extent.max(log.chunks);
         WarmupChanges {
             chunk: Some((number, chunk)),
             deleted: 0..0,
         }
+    }
+
+    /// Warm-up chunks written so far: the monitor's record carries this count, so that a
+    /// restore uses exactly the chunks written before it (see
+    /// [`ModelMonitor::restore_warmup`]).
+    pub fn warmup_chunks_written(&self) -> u32 {
+        self.warmup_log.chunks
     }
 
     /// Runs `encode` on the monitor with its warm-up numbers and categories moved out (they
@@ -465,21 +481,36 @@ impl ModelMonitor {
 
     /// Appends the warm-up chunks read from the state changelog, in their order, to the
     /// samples of a monitor read from its record, and checks that every sample is whole.
-    /// A record written before chunks existed (format v3) holds its numbers and categories
-    /// itself and has no chunks; the first commit then writes them all as chunk 0.
+    ///
+    /// `written` is the chunk count the record carries: a commit writes its chunk before the
+    /// record and the freeze's deletions after it, so a commit cut short (at-least-once mode
+    /// has no transactions) can leave a chunk the record does not count, or deletions
+    /// without them all. The first is ignored (the next commit writes that chunk number
+    /// again); of a frozen monitor, every chunk is left over, and the next commit deletes
+    /// them. A record written before chunks existed (format v3, `written` = 0) holds its
+    /// numbers and categories itself; the first commit then writes them all as chunk 0.
     ///
     /// # Errors
-    /// A chunk is missing, names a series the monitor does not have, or the samples do not
-    /// hold the numbers their counts promise.
+    /// A counted chunk is missing, names a series the monitor does not have, or the samples
+    /// do not hold the numbers their counts promise.
     pub fn restore_warmup(
         &mut self,
         chunks: impl IntoIterator<Item = (u32, WarmupChunk)>,
+        written: u32,
     ) -> Result<(), String> {
         let name = format!("{}/{}", self.model_id, self.model_version);
         let mut log = WarmupLog {
             features: vec![0; self.features.len()],
             ..WarmupLog::default()
         };
+        if self.phase != Phase::WarmingUp {
+            log.extent = chunks.into_iter().map(|(n, _)| n + 1).max().unwrap_or(0);
+            if log.extent > 0 {
+                self.changed = true;
+            }
+            self.warmup_log = log;
+            return Ok(());
+        }
         // A format v3 record holds its categories itself (a v4 one none): the next chunk
         // carries them, as it carries v3's numbers (`persisted` starts at 0).
         for feature in &mut self.features {
@@ -488,15 +519,14 @@ impl ModelMonitor {
         self.score.mark_categories_unwritten();
         self.class.mark_categories_unwritten();
         for (number, chunk) in chunks {
+            log.extent = log.extent.max(number + 1);
+            if number >= written {
+                continue;
+            }
             if number != log.chunks {
                 return Err(format!("{name}: warm-up chunk {} is missing", log.chunks));
             }
             log.chunks += 1;
-            if self.phase != Phase::WarmingUp {
-                // Left over (the deletions are written with the freeze, so this should not
-                // happen): nothing to restore, and the next commit deletes them.
-                continue;
-            }
             // A chunk lists a series' numbers and its categories apart.
             let values = chunk
                 .series
@@ -532,6 +562,9 @@ impl ModelMonitor {
                 *persisted += numbers.len();
             }
         }
+        if log.chunks != written {
+            return Err(format!("{name}: warm-up chunk {} is missing", log.chunks));
+        }
         let trackers = self
             .features
             .iter()
@@ -541,9 +574,6 @@ impl ModelMonitor {
             tracker
                 .check_warmup_sample()
                 .map_err(|e| format!("{name}: {e}"))?;
-        }
-        if self.phase != Phase::WarmingUp && log.chunks > 0 {
-            self.changed = true;
         }
         self.warmup_log = log;
         Ok(())

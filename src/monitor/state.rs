@@ -129,6 +129,11 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     postcard::to_extend(value, bytes).unwrap_or_default()
 }
 
+/// The format version of a state value written by [`encode`]; `None` when it is not one.
+pub fn format_version(bytes: &[u8]) -> Option<u16> {
+    (bytes.len() >= 4 && bytes[..2] == MAGIC).then(|| u16::from_le_bytes([bytes[2], bytes[3]]))
+}
+
 /// Decodes a state value written by [`encode`].
 ///
 /// # Errors
