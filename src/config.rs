@@ -439,7 +439,7 @@ pub struct SchemaRegistrySettings {
     /// Basic-auth password (an API secret). Redacted in `Debug` output.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
-    /// Timeout of one registry request.
+    /// Timeout of one registry request (at most [`MAX_REGISTRY_TIMEOUT_MS`]).
     #[serde(default = "default_registry_timeout_ms")]
     pub request_timeout_ms: u64,
     /// Longest wait between two attempts while the registry is unreachable. Lookups are
@@ -448,6 +448,11 @@ pub struct SchemaRegistrySettings {
     #[serde(default = "default_registry_max_backoff_ms")]
     pub max_backoff_ms: u64,
 }
+
+/// Longest registry request timeout: a lookup runs on the service loop, and `/healthz`
+/// reports a loop that has not iterated for [`crate::http::HEARTBEAT_TIMEOUT_MS`] as dead, so
+/// a longer request during an outage would get a healthy instance restarted.
+pub const MAX_REGISTRY_TIMEOUT_MS: u64 = crate::http::HEARTBEAT_TIMEOUT_MS as u64 * 2 / 3;
 
 fn default_registry_timeout_ms() -> u64 {
     5_000
@@ -739,6 +744,15 @@ impl Config {
         }
         if r.request_timeout_ms == 0 {
             problems.push("schema_registry.request_timeout_ms: must be >= 1".to_owned());
+        }
+        if r.request_timeout_ms > MAX_REGISTRY_TIMEOUT_MS {
+            problems.push(format!(
+                "schema_registry.request_timeout_ms: must be <= {MAX_REGISTRY_TIMEOUT_MS} \
+                 (a lookup runs on the service loop, and /healthz reports a loop silent for \
+                 {} ms as dead), got {}",
+                crate::http::HEARTBEAT_TIMEOUT_MS,
+                r.request_timeout_ms
+            ));
         }
         if r.max_backoff_ms == 0 {
             problems.push("schema_registry.max_backoff_ms: must be >= 1".to_owned());
@@ -1458,6 +1472,16 @@ max_feature_series = 0
         );
         assert_reported(&found, "schema_registry.username/password: set both");
         assert_reported(&found, "schema_registry.request_timeout_ms: must be >= 1");
+        let slow = problems(
+            "[formats]\npredictions = \"confluent\"\n\
+             [schema_registry]\nurl = \"http://registry:8081\"\nrequest_timeout_ms = 60000\n",
+            no_env(),
+        );
+        assert_reported(
+            &slow,
+            "schema_registry.request_timeout_ms: must be <= 20000 (a lookup runs on the service loop",
+        );
+        assert_eq!(slow.len(), 1, "{slow:?}");
         let unused = problems("[schema_registry]\npassword = \"secret\"\n", no_env());
         assert_reported(&unused, "set without schema_registry.url");
         assert!(!unused.iter().any(|p| p.contains("secret")), "{unused:?}");

@@ -24,7 +24,7 @@ use crate::bus::service::{now_ms, ManualCommand, ManualReply, Shared};
 use crate::codec::json::retrain_to_json;
 
 /// A loop that has not iterated for this long is reported unhealthy.
-const HEARTBEAT_TIMEOUT_MS: i64 = 30_000;
+pub const HEARTBEAT_TIMEOUT_MS: i64 = 30_000;
 
 /// How long a manual request waits for the service loop before answering 503.
 const MANUAL_TIMEOUT: Duration = Duration::from_secs(10);
