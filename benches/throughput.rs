@@ -26,7 +26,7 @@
 //! `perf record`), `--consumer-set key=value` (a librdkafka consumer setting added through
 //! `kafka.extra` to both (a) and (b), for experiments; repeatable), `--delivery
 //! exactly_once|at_least_once` (default exactly_once), `--no-join` (predictions do not wait
-//! for labels in the label join, nor in the state changelog). The broker is
+//! for labels in the label join, nor in the state changelog; in (b) and (c)). The broker is
 //! `DRIFTWATCH_KAFKA_BOOTSTRAP`, or the project's broker started by `scripts/kafka.sh start`
 //! (left running, as the tests do).
 
@@ -449,6 +449,8 @@ impl Corpus {
 struct Traffic {
     models: usize,
     partitions: usize,
+    /// Predictions wait in the label join (not with `--no-join`).
+    join_predictions: bool,
     avro: Corpus,
     json: Option<Corpus>,
 }
@@ -476,6 +478,7 @@ fn generate(options: &Options) -> Traffic {
     let mut traffic = Traffic {
         models: options.models,
         partitions: options.partitions as usize,
+        join_predictions: !options.no_join,
         avro: Corpus::with_capacity(n, 480),
         json: json.then(|| Corpus::with_capacity(n, 1_000)),
     };
@@ -995,9 +998,11 @@ impl InProcess {
     }
 }
 
-fn engines(partitions: usize) -> Vec<Engine> {
-    (0..partitions)
-        .map(|_| Engine::new(MonitorSettings::default()).expect("default settings"))
+fn engines(traffic: &Traffic) -> Vec<Engine> {
+    let mut settings = MonitorSettings::default();
+    settings.performance.join_predictions = traffic.join_predictions;
+    (0..traffic.partitions)
+        .map(|_| Engine::new(settings.clone()).expect("default settings"))
         .collect()
 }
 
@@ -1009,7 +1014,7 @@ const TOPIC: &str = "bench-predictions";
 fn decode_and_process(traffic: &Traffic, format: Format) -> (f64, usize, usize) {
     let corpus = traffic.corpus(format);
     let decoder = Decoder::new(format, EventKind::Prediction);
-    let mut engines = engines(traffic.partitions);
+    let mut engines = engines(traffic);
     let mut offsets = vec![0i64; traffic.partitions];
     let (mut outputs, mut evaluations) = (0, 0);
     let mut buffers = EventBuffers::default();
@@ -1044,7 +1049,7 @@ fn decode_and_process(traffic: &Traffic, format: Format) -> (f64, usize, usize) 
 fn engine_only(traffic: &Traffic, format: Format) -> f64 {
     let corpus = traffic.corpus(format);
     let decoder = Decoder::new(format, EventKind::Prediction);
-    let mut engines = engines(traffic.partitions);
+    let mut engines = engines(traffic);
     let mut offsets = vec![0i64; traffic.partitions];
     let mut busy = Duration::ZERO;
     let mut chunk: Vec<(usize, Event<'_>)> = Vec::with_capacity(CHUNK);
@@ -1113,7 +1118,7 @@ fn latency(traffic: &Traffic, format: Format) -> Latency {
     }
     let corpus = traffic.corpus(format);
     let decoder = Decoder::new(format, EventKind::Prediction);
-    let mut engines = engines(traffic.partitions);
+    let mut engines = engines(traffic);
     let mut offsets = vec![0i64; traffic.partitions];
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");
     let mut closes = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("histogram");

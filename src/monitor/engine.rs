@@ -358,6 +358,14 @@ impl Engine {
         };
         self.counters.predictions += 1;
         let settings = &self.settings;
+        // The join's index is large (a million waiting predictions) and its slot for this
+        // event almost never cached: ask for it now, and it arrives while the features are
+        // counted (~40 % of this function when waited for).
+        let join_key = settings.performance.join_predictions.then(|| {
+            let key = LabelJoin::key_of(&prediction.model_id, &prediction.event_id);
+            self.join.prefetch(key);
+            key
+        });
         let versions = match self.models.get_mut(prediction.model_id.as_ref()) {
             Some(versions) => versions,
             None => self
@@ -375,12 +383,10 @@ impl Engine {
         };
         monitor.observe(prediction, pane, source, settings);
         monitor.mark_changed();
-        let joined = if settings.performance.join_predictions {
+        let joined = join_key.and_then(|key| {
             self.join
-                .offer_prediction(prediction, monitor.sensitive_attribute())
-        } else {
-            None
-        };
+                .offer_prediction_keyed(key, prediction, monitor.sensitive_attribute())
+        });
         if let Some(outcome) = joined {
             self.schedule_outcome(outcome);
         }

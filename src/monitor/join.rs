@@ -12,7 +12,8 @@
 //! (its label may come days later), so an entry is kept small and allocation-free: the key is
 //! a 64-bit FNV-1a hash of (model_id, event_id) — a collision among a million waiting entries
 //! has a probability of about 3e-8 — and repeated strings (versions, classes, groups) are
-//! interned. About 90 bytes per waiting prediction, hash table and arrival queue included.
+//! interned. A waiting entry takes one 64-byte place in the arrival queue and a 16-byte slot
+//! of the key index (at most 5/8 full): 90 to 180 bytes with the containers' growth slack.
 //!
 //! State changelog: entries are written in *batches*, one record per commit interval holding
 //! the entries that arrived in it and still wait, named by the first one's arrival number.
@@ -22,12 +23,12 @@
 //! its entries is rewritten with the rest, so the log stays proportional to what waits. One
 //! record per entry would cost a record (and a producer call) per prediction.
 
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
 
+use super::key_index::{KeyIndex, Probe};
 use crate::event::{LabelEvent, LabelValue, PredictionEvent};
 
 /// A label value owned by the join.
@@ -339,10 +340,10 @@ impl Interner {
     }
 }
 
-/// A prediction waiting for its label (about 56 bytes).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A prediction waiting for its label (56 bytes; its arrival number is its place in the
+/// queue).
+#[derive(Debug, Clone, PartialEq)]
 struct WaitingPrediction {
-    arrival: u64,
     timestamp: i64,
     score: Option<f64>,
     version: TextId,
@@ -353,27 +354,39 @@ struct WaitingPrediction {
 }
 
 /// A label waiting for its prediction.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 struct WaitingLabel {
-    arrival: u64,
     timestamp: i64,
     truth: Truth,
 }
 
-/// Arrival record: which entry arrived when; the map entry is live only while its arrival
-/// number still matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Arrival {
-    arrival: u64,
-    side: Side,
-    key: u64,
+/// What an arrival left in the queue.
+#[derive(Debug, Clone, PartialEq)]
+enum Waiting {
+    /// A prediction still waiting.
+    Prediction(WaitingPrediction),
+    /// A label still waiting.
+    Label(WaitingLabel),
+    /// A tombstone: the entry was matched (it stays until it reaches the front, so the
+    /// queue's place of an arrival is its number minus the front's).
+    Left,
 }
 
-/// The hasher of the join's tables and interners, which are on the per-prediction path.
-/// The tables' keys are already 64-bit hashes, and the interned strings are short, so SipHash
-/// (the standard default) cost more than the lookups; foldhash is fast and still seeded per
-/// process, so bucket collisions cannot be precomputed.
+/// One arrival in the queue.
+#[derive(Debug, Clone, PartialEq)]
+struct Queued {
+    key: u64,
+    entry: Waiting,
+}
+
+/// The hasher of the interners, which are on the per-prediction path: the interned strings
+/// are short, so SipHash (the standard default) cost more than the lookups; foldhash is fast
+/// and still seeded per process, so bucket collisions cannot be precomputed.
 type KeyHasher = foldhash::fast::RandomState;
+
+/// Arrival numbers from here on are refused at a restore (a damaged record): counting one
+/// per event, no stream reaches them, and below them no count can overflow.
+const MAX_ARRIVAL: u64 = 1 << 62;
 
 /// FNV-1a of (model_id, separator, event_id): stable across runs and releases (a state
 /// snapshot may hold these keys), unlike the standard library's hasher.
@@ -386,13 +399,21 @@ fn join_key(model_id: &str, event_id: &str) -> u64 {
 }
 
 /// The label join of one partition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Layout, for speed: the entries live in one queue in arrival order (appending is
+/// sequential, so it costs no cache miss), and a [`KeyIndex`] maps each waiting entry's key
+/// to its arrival number. One index serves both sides, since a key never waits on both
+/// (whichever of a prediction and its label comes second matches the first).
+#[derive(Debug, Clone)]
 pub struct LabelJoin {
     ttl_ms: i64,
     max_entries: usize,
-    predictions: HashMap<u64, WaitingPrediction, KeyHasher>,
-    labels: HashMap<u64, WaitingLabel, KeyHasher>,
-    arrivals: VecDeque<Arrival>,
+    /// Every arrival from `front_arrival` to `next_arrival - 1`, in order.
+    queue: VecDeque<Queued>,
+    /// Arrival number of the queue's front.
+    front_arrival: u64,
+    /// Key → arrival number of every waiting entry.
+    index: KeyIndex,
     next_arrival: u64,
     /// Model versions (few; never full in practice, as each one is also a monitor).
     versions: Interner,
@@ -401,7 +422,6 @@ pub struct LabelJoin {
     counters: JoinCounters,
     /// What the state changelog holds of the entries: it writes the difference, not the
     /// whole join (which may hold a million entries).
-    #[serde(skip)]
     book: ChangelogBook,
 }
 
@@ -412,14 +432,74 @@ impl LabelJoin {
         Self {
             ttl_ms,
             max_entries: max_entries.max(1),
-            predictions: HashMap::default(),
-            labels: HashMap::default(),
-            arrivals: VecDeque::new(),
+            queue: VecDeque::new(),
+            front_arrival: 0,
+            index: KeyIndex::default(),
             next_arrival: 0,
             versions: Interner::default(),
             strings: Interner::default(),
             counters: JoinCounters::default(),
             book: ChangelogBook::default(),
+        }
+    }
+
+    /// The key under which (model_id, event_id) waits.
+    pub fn key_of(model_id: &str, event_id: &str) -> u64 {
+        join_key(model_id, event_id)
+    }
+
+    /// Brings into the cache what offering an event with `key` will touch in the (large)
+    /// index, so the caller can do other work while memory answers. Only a hint.
+    #[inline]
+    pub fn prefetch(&self, key: u64) {
+        self.index.prefetch(key);
+        // A full join evicts its oldest arrival on the next insertion.
+        if self.queue.len() >= self.max_entries {
+            if let Some(front) = self.queue.front() {
+                self.index.prefetch(front.key);
+            }
+        }
+    }
+
+    /// The queue's entry for `arrival`.
+    fn queued(&self, arrival: u64) -> Option<&Queued> {
+        let position = usize::try_from(arrival.checked_sub(self.front_arrival)?).ok()?;
+        self.queue.get(position)
+    }
+
+    /// Takes the entry waiting as `arrival` out of the queue (leaving a tombstone) when
+    /// `wanted` accepts it; gives it back untouched otherwise.
+    fn take_if(&mut self, arrival: u64, wanted: impl Fn(&Waiting) -> bool) -> Option<Waiting> {
+        let position = usize::try_from(arrival.checked_sub(self.front_arrival)?).ok()?;
+        let queued = self.queue.get_mut(position)?;
+        if !wanted(&queued.entry) {
+            return None;
+        }
+        Some(std::mem::replace(&mut queued.entry, Waiting::Left))
+    }
+
+    /// Queues a new arrival with `key`, which the index reported vacant at `at`.
+    fn arrive(&mut self, at: usize, key: u64, entry: Waiting) {
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.queue.push_back(Queued { key, entry });
+        self.index.insert_vacant(at, key, arrival);
+        self.enforce_bound();
+    }
+
+    /// Searches `key`, first dropping an index entry that does not point at a waiting entry
+    /// (never expected; it would otherwise block the key for good).
+    fn probe(&mut self, key: u64) -> Probe {
+        match self.index.probe(key) {
+            Probe::Found(arrival)
+                if self
+                    .queued(arrival)
+                    .is_none_or(|q| q.key != key || q.entry == Waiting::Left) =>
+            {
+                self.index.remove(key);
+                self.index.probe(key)
+            }
+            probe => probe,
         }
     }
 
@@ -446,19 +526,26 @@ impl LabelJoin {
         changes
     }
 
+    /// Queue positions of the arrivals from `first` (inclusive) to `end` (exclusive).
+    fn positions(&self, first: u64, end: u64) -> std::ops::Range<usize> {
+        let place = |arrival: u64| {
+            usize::try_from(arrival.saturating_sub(self.front_arrival))
+                .map_or(self.queue.len(), |p| p.min(self.queue.len()))
+        };
+        place(first)..place(end).max(place(first))
+    }
+
     /// Writes the entries that arrived since the last write and still wait.
     fn write_new_batches(&mut self, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
-        let start = self
-            .arrivals
-            .partition_point(|a| a.arrival < self.book.written_through);
         let mut batch: JoinBatch = Vec::new();
         let mut bytes = 0;
-        for index in start..self.arrivals.len() {
-            let Some(entry) = self.entry_of(&self.arrivals[index]) else {
+        for position in self.positions(self.book.written_through, self.next_arrival) {
+            let queued = &self.queue[position];
+            let Some(entry) = self.entry_of(self.front_arrival + position as u64, queued) else {
                 continue;
             };
             bytes += entry.size_bound();
-            batch.push((self.arrivals[index].key, entry));
+            batch.push((queued.key, entry));
             if bytes >= BATCH_BYTES {
                 self.open_batch(std::mem::take(&mut batch), changes);
                 bytes = 0;
@@ -546,42 +633,42 @@ impl LabelJoin {
             .range(first + 1..)
             .next()
             .map_or(self.book.written_through, |(&next, _)| next);
-        let start = self.arrivals.partition_point(|a| a.arrival < first);
-        self.arrivals
-            .range(start..)
-            .take_while(|a| a.arrival < end)
-            .filter_map(|a| Some((a.key, self.entry_of(a)?)))
+        self.positions(first, end)
+            .filter_map(|position| {
+                let queued = &self.queue[position];
+                let entry = self.entry_of(self.front_arrival + position as u64, queued)?;
+                Some((queued.key, entry))
+            })
             .collect()
     }
 
     /// The self-contained form of the entry that arrived as `arrival`, if it still waits.
-    fn entry_of(&self, arrival: &Arrival) -> Option<JoinEntry> {
-        match arrival.side {
-            Side::Prediction => self
-                .predictions
-                .get(&arrival.key)
-                .filter(|w| w.arrival == arrival.arrival)
-                .map(|w| JoinEntry::Prediction {
-                    arrival: w.arrival,
-                    summary: self.summary_of(w),
-                }),
-            Side::Label => self
-                .labels
-                .get(&arrival.key)
-                .filter(|w| w.arrival == arrival.arrival)
-                .map(|w| JoinEntry::Label {
-                    arrival: w.arrival,
-                    timestamp: w.timestamp,
-                    truth: w.truth.clone(),
-                }),
+    fn entry_of(&self, arrival: u64, queued: &Queued) -> Option<JoinEntry> {
+        match &queued.entry {
+            Waiting::Prediction(waiting) => Some(JoinEntry::Prediction {
+                arrival,
+                summary: self.summary_of(waiting),
+            }),
+            Waiting::Label(waiting) => Some(JoinEntry::Label {
+                arrival,
+                timestamp: waiting.timestamp,
+                truth: waiting.truth.clone(),
+            }),
+            Waiting::Left => None,
         }
     }
 
     /// A join rebuilt from its changelog: `meta`, the batch records and the removals
-    /// records. Entries are queued in arrival order, so expiry and eviction continue in the
-    /// order they would have. (Matched entries' arrival tombstones are not restored: after a
-    /// restore the size bound counts live entries only, so an eviction may come a little
-    /// later than it would have.)
+    /// records. Entries are queued in arrival order, with tombstones for the matched ones
+    /// between them, so expiry and eviction continue in the order they would have. (The
+    /// tombstones before the oldest waiting entry are not restored: after a restore the size
+    /// bound may evict a little later than it would have.)
+    ///
+    /// A damaged or foreign changelog cannot make it fail or grow past its bound: entries
+    /// further back than `max_entries` arrivals (a smaller bound than the one they were
+    /// written under) are evicted, a second entry with the same arrival number or key is
+    /// dropped, and arrival numbers no stream reaches leave the join empty. What is dropped
+    /// this way is removed from the changelog at the next write.
     pub fn restore(
         ttl_ms: i64,
         max_entries: usize,
@@ -637,53 +724,79 @@ impl LabelJoin {
             join.book.removals.insert(sequence, named.len() as u32);
         }
         entries.sort_by_key(|(_, entry)| entry.arrival());
+        let newest = entries.last().map_or(0, |(_, entry)| entry.arrival() + 1);
+        let next_arrival = meta.next_arrival.max(newest);
+        join.book.written_through = next_arrival;
+        join.book.next_removals = meta.next_removals;
+        join.counters = meta.counters;
+        if next_arrival > MAX_ARRIVAL {
+            // Damaged: start empty, and let the next write delete every record.
+            join.book.doomed.extend(
+                std::mem::take(&mut join.book.batches)
+                    .into_keys()
+                    .map(JoinRecord::Batch),
+            );
+            join.book.doomed.extend(
+                std::mem::take(&mut join.book.removals)
+                    .into_keys()
+                    .map(JoinRecord::Removals),
+            );
+            join.book.written_through = 0;
+            return join;
+        }
+        let oldest_kept = next_arrival.saturating_sub(join.max_entries as u64);
+        join.front_arrival = entries
+            .first()
+            .map_or(next_arrival, |(_, entry)| entry.arrival().max(oldest_kept));
+        join.next_arrival = join.front_arrival;
         for (key, entry) in entries {
-            match entry {
-                JoinEntry::Prediction { arrival, summary } => {
-                    let waiting = join.waiting_prediction(arrival, &summary);
-                    join.predictions.insert(key, waiting);
-                    join.arrivals.push_back(Arrival {
-                        arrival,
-                        side: Side::Prediction,
-                        key,
-                    });
+            let arrival = entry.arrival();
+            let Probe::Vacant(at) = join.index.probe(key) else {
+                join.book.removed(arrival);
+                continue;
+            };
+            if arrival < join.next_arrival {
+                // Older than the bound allows (evicted), or a repeated arrival number.
+                if arrival < oldest_kept {
+                    join.counters.evicted += 1;
+                }
+                join.book.removed(arrival);
+                continue;
+            }
+            join.pad_to(arrival);
+            let waiting = match entry {
+                JoinEntry::Prediction { summary, .. } => {
+                    Waiting::Prediction(join.waiting_prediction(&summary))
                 }
                 JoinEntry::Label {
-                    arrival,
-                    timestamp,
-                    truth,
-                } => {
-                    join.labels.insert(
-                        key,
-                        WaitingLabel {
-                            arrival,
-                            timestamp,
-                            truth,
-                        },
-                    );
-                    join.arrivals.push_back(Arrival {
-                        arrival,
-                        side: Side::Label,
-                        key,
-                    });
-                }
-            }
+                    timestamp, truth, ..
+                } => Waiting::Label(WaitingLabel { timestamp, truth }),
+            };
+            join.queue.push_back(Queued {
+                key,
+                entry: waiting,
+            });
+            join.index.insert_vacant(at, key, arrival);
+            join.next_arrival = arrival + 1;
         }
-        join.book.written_through = meta.next_arrival;
-        join.book.next_removals = meta.next_removals;
-        join.next_arrival = meta.next_arrival;
-        join.counters = meta.counters;
+        join.pad_to(next_arrival);
         join
     }
 
-    fn waiting_prediction(
-        &mut self,
-        arrival: u64,
-        summary: &PredictionSummary,
-    ) -> WaitingPrediction {
+    /// Fills the queue with tombstones up to (not including) `arrival`.
+    fn pad_to(&mut self, arrival: u64) {
+        while self.next_arrival < arrival {
+            self.queue.push_back(Queued {
+                key: 0,
+                entry: Waiting::Left,
+            });
+            self.next_arrival += 1;
+        }
+    }
+
+    fn waiting_prediction(&mut self, summary: &PredictionSummary) -> WaitingPrediction {
         let strings = &mut self.strings;
         WaitingPrediction {
-            arrival,
             timestamp: summary.timestamp,
             score: summary.score,
             version: self.versions.intern(&summary.model_version),
@@ -723,9 +836,13 @@ impl LabelJoin {
 
     /// Every waiting entry with its key, in arrival order.
     pub fn entries(&self) -> Vec<(u64, JoinEntry)> {
-        self.arrivals
+        self.queue
             .iter()
-            .filter_map(|a| Some((a.key, self.entry_of(a)?)))
+            .enumerate()
+            .filter_map(|(position, queued)| {
+                let entry = self.entry_of(self.front_arrival + position as u64, queued)?;
+                Some((queued.key, entry))
+            })
             .collect()
     }
 
@@ -736,7 +853,7 @@ impl LabelJoin {
 
     /// Entries waiting for their match.
     pub fn waiting(&self) -> usize {
-        self.predictions.len() + self.labels.len()
+        self.index.len()
     }
 
     /// Offers a prediction: returns the joined outcome when its label was already waiting,
@@ -747,39 +864,44 @@ impl LabelJoin {
         sensitive_attribute: Option<&str>,
     ) -> Option<JoinedOutcome> {
         let key = join_key(&event.model_id, &event.event_id);
-        if let Some(label) = self.labels.remove(&key) {
-            self.counters.joined += 1;
-            self.book.removed(label.arrival);
-            return Some(JoinedOutcome {
-                model_id: event.model_id.to_string(),
-                event_id: event.event_id.to_string(),
-                prediction: PredictionSummary::of(event, sensitive_attribute),
-                truth: label.truth,
-                label_timestamp: label.timestamp,
-            });
-        }
-        // One probe of the (large) table for both the duplicate check and the insertion.
-        let vacant = match self.predictions.entry(key) {
-            Entry::Occupied(_) => {
-                self.counters.duplicate_predictions += 1;
-                return None;
+        self.offer_prediction_keyed(key, event, sensitive_attribute)
+    }
+
+    /// [`Self::offer_prediction`] with the event's key already computed ([`Self::key_of`]),
+    /// e.g. to [`Self::prefetch`] it first.
+    pub fn offer_prediction_keyed(
+        &mut self,
+        key: u64,
+        event: &PredictionEvent<'_>,
+        sensitive_attribute: Option<&str>,
+    ) -> Option<JoinedOutcome> {
+        // One probe of the (large) index for the match, the duplicate check and the insertion.
+        let at = match self.probe(key) {
+            Probe::Found(arrival) => {
+                let Some(Waiting::Label(label)) =
+                    self.take_if(arrival, |w| matches!(w, Waiting::Label(_)))
+                else {
+                    self.counters.duplicate_predictions += 1;
+                    return None;
+                };
+                self.index.remove(key);
+                self.counters.joined += 1;
+                self.book.removed(arrival);
+                return Some(JoinedOutcome {
+                    model_id: event.model_id.to_string(),
+                    event_id: event.event_id.to_string(),
+                    prediction: PredictionSummary::of(event, sensitive_attribute),
+                    truth: label.truth,
+                    label_timestamp: label.timestamp,
+                });
             }
-            Entry::Vacant(vacant) => vacant,
+            Probe::Vacant(at) => at,
         };
-        let arrival = Self::arrive(
-            &mut self.next_arrival,
-            &mut self.arrivals,
-            Side::Prediction,
-            key,
-        );
-        let strings = &mut self.versions;
-        let version = strings.intern(&event.model_version);
         let strings = &mut self.strings;
-        vacant.insert(WaitingPrediction {
-            arrival,
+        let waiting = WaitingPrediction {
             timestamp: event.timestamp,
             score: event.prediction.score,
-            version,
+            version: self.versions.intern(&event.model_version),
             class: event
                 .prediction
                 .label
@@ -799,8 +921,8 @@ impl LabelJoin {
                     .map(|(class, probability)| (strings.intern(class), *probability))
                     .collect()
             }),
-        });
-        self.enforce_bound();
+        };
+        self.arrive(at, key, Waiting::Prediction(waiting));
         None
     }
 
@@ -808,31 +930,32 @@ impl LabelJoin {
     /// the label waits.
     pub fn offer_label(&mut self, event: &LabelEvent<'_>) -> Option<JoinedOutcome> {
         let key = join_key(&event.model_id, &event.event_id);
-        if let Some(prediction) = self.predictions.remove(&key) {
-            self.counters.joined += 1;
-            self.book.removed(prediction.arrival);
-            return Some(JoinedOutcome {
-                model_id: event.model_id.to_string(),
-                event_id: event.event_id.to_string(),
-                prediction: self.summary_of(&prediction),
-                truth: Truth::from(&event.label),
-                label_timestamp: event.timestamp,
-            });
-        }
-        if self.labels.contains_key(&key) {
-            self.counters.duplicate_labels += 1;
-            return None;
-        }
-        let arrival = Self::arrive(&mut self.next_arrival, &mut self.arrivals, Side::Label, key);
-        self.labels.insert(
-            key,
-            WaitingLabel {
-                arrival,
-                timestamp: event.timestamp,
-                truth: Truth::from(&event.label),
-            },
-        );
-        self.enforce_bound();
+        let at = match self.probe(key) {
+            Probe::Found(arrival) => {
+                let Some(Waiting::Prediction(prediction)) =
+                    self.take_if(arrival, |w| matches!(w, Waiting::Prediction(_)))
+                else {
+                    self.counters.duplicate_labels += 1;
+                    return None;
+                };
+                self.index.remove(key);
+                self.counters.joined += 1;
+                self.book.removed(arrival);
+                return Some(JoinedOutcome {
+                    model_id: event.model_id.to_string(),
+                    event_id: event.event_id.to_string(),
+                    prediction: self.summary_of(&prediction),
+                    truth: Truth::from(&event.label),
+                    label_timestamp: event.timestamp,
+                });
+            }
+            Probe::Vacant(at) => at,
+        };
+        let waiting = WaitingLabel {
+            timestamp: event.timestamp,
+            truth: Truth::from(&event.label),
+        };
+        self.arrive(at, key, Waiting::Label(waiting));
         None
     }
 
@@ -840,77 +963,46 @@ impl LabelJoin {
     /// clock), in arrival order.
     pub fn expire(&mut self, now: i64) {
         let horizon = now.saturating_sub(self.ttl_ms);
-        while let Some(&front) = self.arrivals.front() {
-            match self.entry_timestamp(&front) {
+        while let Some(front) = self.queue.front() {
+            let (timestamp, side) = match &front.entry {
+                Waiting::Prediction(p) => (p.timestamp, Side::Prediction),
+                Waiting::Label(l) => (l.timestamp, Side::Label),
                 // A tombstone (matched): drop it.
-                None => {}
-                Some(timestamp) if timestamp < horizon => {
+                Waiting::Left => {
                     self.remove_front();
-                    match front.side {
-                        Side::Prediction => self.counters.expired_predictions += 1,
-                        Side::Label => self.counters.expired_labels += 1,
-                    }
                     continue;
                 }
-                // Arrival order is close to time order; an entry that is not yet due keeps
-                // the ones behind it (they expire at most a little late, never early).
-                Some(_) => break,
+            };
+            // Arrival order is close to time order; an entry that is not yet due keeps the
+            // ones behind it (they expire at most a little late, never early).
+            if timestamp >= horizon {
+                break;
             }
-            self.arrivals.pop_front();
+            self.remove_front();
+            match side {
+                Side::Prediction => self.counters.expired_predictions += 1,
+                Side::Label => self.counters.expired_labels += 1,
+            }
         }
     }
 
-    /// Numbers and queues a new entry's arrival. Over the two fields rather than `&mut self`,
-    /// so a caller can hold a vacant entry of a table meanwhile.
-    fn arrive(
-        next_arrival: &mut u64,
-        arrivals: &mut VecDeque<Arrival>,
-        side: Side,
-        key: u64,
-    ) -> u64 {
-        let arrival = *next_arrival;
-        *next_arrival += 1;
-        arrivals.push_back(Arrival { arrival, side, key });
-        arrival
-    }
-
-    fn entry_timestamp(&self, arrival: &Arrival) -> Option<i64> {
-        match arrival.side {
-            Side::Prediction => self
-                .predictions
-                .get(&arrival.key)
-                .filter(|w| w.arrival == arrival.arrival)
-                .map(|w| w.timestamp),
-            Side::Label => self
-                .labels
-                .get(&arrival.key)
-                .filter(|w| w.arrival == arrival.arrival)
-                .map(|w| w.timestamp),
-        }
-    }
-
-    /// Removes the front arrival and its entry (when still live); true when it was live.
+    /// Removes the front arrival and its entry (when still waiting); true when it waited.
     fn remove_front(&mut self) -> bool {
-        let Some(front) = self.arrivals.pop_front() else {
+        let Some(front) = self.queue.pop_front() else {
             return false;
         };
-        let live = self.entry_timestamp(&front).is_some();
-        if live {
-            self.book.removed(front.arrival);
-            match front.side {
-                Side::Prediction => {
-                    self.predictions.remove(&front.key);
-                }
-                Side::Label => {
-                    self.labels.remove(&front.key);
-                }
-            }
+        let arrival = self.front_arrival;
+        self.front_arrival += 1;
+        if front.entry == Waiting::Left {
+            return false;
         }
-        live
+        self.index.remove(front.key);
+        self.book.removed(arrival);
+        true
     }
 
     fn enforce_bound(&mut self) {
-        while self.arrivals.len() > self.max_entries {
+        while self.queue.len() > self.max_entries {
             if self.remove_front() {
                 self.counters.evicted += 1;
             }
@@ -1010,7 +1102,7 @@ mod tests {
             }
         }
         assert!(join.waiting() <= 1_000);
-        assert!(join.arrivals.len() <= 1_000);
+        assert!(join.queue.len() <= 1_000);
         let counters = join.counters();
         assert_eq!(counters.joined, 5_000);
         assert_eq!(counters.evicted, 5_000 - join.waiting() as u64);
@@ -1115,6 +1207,80 @@ mod tests {
                 log.keys()
             );
         }
+    }
+
+    #[test]
+    fn a_smaller_bound_at_restore_evicts_the_oldest_and_drops_them_from_the_changelog() {
+        let mut join = LabelJoin::new(i64::MAX, 1_000);
+        let mut log = Log::new();
+        for i in 0..300 {
+            join.offer_prediction(&prediction(&format!("p{i}"), i), None);
+        }
+        // A matched entry in the middle leaves a tombstone, which a restore keeps.
+        join.offer_label(&label("p250", 300));
+        write(&mut log, &mut join);
+        let mut smaller = restored(&log, join.meta(), 100);
+        let kept: Vec<u64> = smaller.entries().iter().map(|(_, e)| e.arrival()).collect();
+        let expected: Vec<u64> = (200..300).filter(|&a| a != 250).collect();
+        assert_eq!(
+            kept, expected,
+            "the newest 100 arrivals, the tombstone among them"
+        );
+        assert_eq!(smaller.counters().evicted, 200);
+        // The evicted entries leave the changelog at the next write, so a second restore
+        // (with the old bound) does not bring them back.
+        write(&mut log, &mut smaller);
+        let again = restored(&log, smaller.meta(), 1_000);
+        assert_eq!(again.entries(), smaller.entries());
+        // Arrivals go on from where they were.
+        smaller.offer_prediction(&prediction("new", 400), None);
+        let last = smaller.entries().last().map(|(_, e)| e.arrival());
+        assert_eq!(last, Some(300));
+        // 99 waited (100 arrivals, one of them matched); the bound evicted arrival 200.
+        assert_eq!(smaller.waiting(), 99);
+        assert_eq!(smaller.entries()[0].1.arrival(), 201);
+    }
+
+    #[test]
+    fn a_damaged_changelog_restores_without_a_panic_or_a_duplicate() {
+        let entry = |arrival: u64| JoinEntry::Label {
+            arrival,
+            timestamp: 0,
+            truth: Truth::Number(1.0),
+        };
+        let meta = |next_arrival: u64| JoinMeta {
+            next_arrival,
+            ..JoinMeta::default()
+        };
+        // The same key twice, the same arrival twice, and an arrival past `next_arrival`:
+        // the second (7, 1) is dropped (its key waits already), so arrival 1 is key 8's.
+        let batches = vec![
+            (0, vec![(7, entry(0)), (7, entry(1)), (8, entry(1))]),
+            (5, vec![(9, entry(5))]),
+        ];
+        let join = LabelJoin::restore(10_000, 1_000, meta(3), batches.clone(), Vec::new());
+        let kept: Vec<(u64, u64)> = join
+            .entries()
+            .iter()
+            .map(|(key, e)| (*key, e.arrival()))
+            .collect();
+        assert_eq!(kept, vec![(7, 0), (8, 1), (9, 5)]);
+        assert_eq!(join.meta().next_arrival, 6);
+        // Arrival numbers no stream reaches: nothing is restored, and every record of the
+        // join is deleted at the next write.
+        let mut join = LabelJoin::restore(
+            10_000,
+            1_000,
+            meta(u64::MAX - 1),
+            batches,
+            vec![(0, vec![1])],
+        );
+        assert_eq!(join.waiting(), 0);
+        let changes = join.take_changes();
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert!(changes.iter().all(|(_, value)| value.is_none()));
+        join.offer_prediction(&prediction("p", 0), None);
+        assert_eq!(join.waiting(), 1);
     }
 
     #[test]

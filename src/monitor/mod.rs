@@ -9,6 +9,7 @@ pub mod engine;
 pub mod fairness;
 pub mod feature;
 pub mod join;
+pub mod key_index;
 pub mod model;
 pub mod output;
 pub mod performance;
