@@ -237,6 +237,29 @@ struct Reader<'a> {
     pos: usize,
 }
 
+/// `entries.push((key, item))`, writing the two halves straight into the vector.
+///
+/// Why not `push`: it assembles the pair in a stack slot, from the decoders' narrower
+/// stores, and then copies it with 16-byte loads that straddle those stores. The processor
+/// cannot forward such a load from its store buffer and waits for the stores to reach the
+/// cache: that wait was half of all Avro decoding time (perf), and this function takes a
+/// prediction's decode from ~380 to ~290 ns.
+#[inline(always)]
+fn push_pair<K, V>(entries: &mut Vec<(K, V)>, key: K, item: V) {
+    entries.reserve(1);
+    let len = entries.len();
+    let slot = entries.spare_capacity_mut()[0].as_mut_ptr();
+    // SAFETY: `reserve(1)` left room for one more element, so `slot` points at allocated,
+    // unused, properly aligned space for a `(K, V)`. Both fields are written (`ptr::write`
+    // cannot panic) before the length grows over them, so the vector never exposes an
+    // uninitialised element, and nothing is dropped or read in place.
+    unsafe {
+        std::ptr::addr_of_mut!((*slot).0).write(key);
+        std::ptr::addr_of_mut!((*slot).1).write(item);
+        entries.set_len(len + 1);
+    }
+}
+
 impl<'a> Reader<'a> {
     fn new(buf: &'a [u8]) -> Self {
         Reader { buf, pos: 0 }
@@ -450,7 +473,7 @@ impl<'a> Reader<'a> {
             for _ in 0..count {
                 let key = self.string(field)?;
                 let item = value(self)?;
-                entries.push((key, item));
+                push_pair(&mut entries, key, item);
             }
             if let Some(size) = byte_size {
                 let used = self.pos - items_start;
