@@ -326,6 +326,21 @@ fn a_registry_outage_holds_messages_back_and_loses_none() {
     );
 }
 
+/// 200 events written with the v2 schema (a schema id the service has not seen), numbered
+/// after the 300 v1 events the outage tests start with.
+fn produce_v2_after_v1(topic: &str, registry: &str, seed: u64) {
+    let v2_schema = format!("{REPO}/tests/fixtures/prediction_event_v2.avsc");
+    produce_with_python(
+        topic,
+        registry,
+        200,
+        usize::MAX >> 1,
+        seed,
+        300,
+        &["--schema", &v2_schema],
+    );
+}
+
 #[test]
 fn stopping_during_an_outage_commits_only_what_was_handled() {
     let registry = registry_url();
@@ -340,16 +355,7 @@ fn stopping_during_an_outage_commits_only_what_was_handled() {
     instance.wait_handled(300, Duration::from_secs(60));
     gate.close();
     // A new schema id (v2) whose lookup now fails: its first message waits.
-    let v2_schema = format!("{REPO}/tests/fixtures/prediction_event_v2.avsc");
-    produce_with_python(
-        &topic,
-        &registry,
-        200,
-        usize::MAX >> 1,
-        32,
-        300,
-        &["--schema", &v2_schema],
-    );
+    produce_v2_after_v1(&topic, &registry, 32);
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(
         instance.handled(),
@@ -401,16 +407,7 @@ fn during_an_outage_partitions_with_known_schemas_go_on() {
     instance.wait_handled(300, Duration::from_secs(60));
     gate.close();
     // A new schema id (v2) in the busy partition: its lookup fails, so it waits ...
-    let v2_schema = format!("{REPO}/tests/fixtures/prediction_event_v2.avsc");
-    produce_with_python(
-        &topic,
-        &registry,
-        200,
-        usize::MAX >> 1,
-        42,
-        300,
-        &["--schema", &v2_schema],
-    );
+    produce_v2_after_v1(&topic, &registry, 42);
     // ... while records framed with the known v1 id arrive in the other partition.
     let v1 = read_all(&topic, 300, Duration::from_secs(30));
     assert_eq!(v1.len(), 300);

@@ -467,15 +467,25 @@ impl LabelJoin {
         self.queue.get(position)
     }
 
-    /// Takes the entry waiting as `arrival` out of the queue (leaving a tombstone) when
-    /// `wanted` accepts it; gives it back untouched otherwise.
-    fn take_if(&mut self, arrival: u64, wanted: impl Fn(&Waiting) -> bool) -> Option<Waiting> {
+    /// Takes the entry waiting as `arrival` under `key` out of the join (leaving a tombstone
+    /// in the queue) when it waits on the `wanted` side, and counts the match. `None` (and
+    /// nothing changes) when it waits on the other side: the offer is a duplicate.
+    fn take_match(&mut self, key: u64, arrival: u64, wanted: Side) -> Option<Waiting> {
         let position = usize::try_from(arrival.checked_sub(self.front_arrival)?).ok()?;
         let queued = self.queue.get_mut(position)?;
-        if !wanted(&queued.entry) {
+        let side = match queued.entry {
+            Waiting::Prediction(_) => Side::Prediction,
+            Waiting::Label(_) => Side::Label,
+            Waiting::Left => return None,
+        };
+        if side != wanted {
             return None;
         }
-        Some(std::mem::replace(&mut queued.entry, Waiting::Left))
+        let taken = std::mem::replace(&mut queued.entry, Waiting::Left);
+        self.index.remove(key);
+        self.counters.joined += 1;
+        self.book.removed(arrival);
+        Some(taken)
     }
 
     /// Queues a new arrival with `key`, which the index reported vacant at `at`.
@@ -878,15 +888,10 @@ impl LabelJoin {
         // One probe of the (large) index for the match, the duplicate check and the insertion.
         let at = match self.probe(key) {
             Probe::Found(arrival) => {
-                let Some(Waiting::Label(label)) =
-                    self.take_if(arrival, |w| matches!(w, Waiting::Label(_)))
-                else {
+                let Some(Waiting::Label(label)) = self.take_match(key, arrival, Side::Label) else {
                     self.counters.duplicate_predictions += 1;
                     return None;
                 };
-                self.index.remove(key);
-                self.counters.joined += 1;
-                self.book.removed(arrival);
                 return Some(JoinedOutcome {
                     model_id: event.model_id.to_string(),
                     event_id: event.event_id.to_string(),
@@ -933,14 +938,11 @@ impl LabelJoin {
         let at = match self.probe(key) {
             Probe::Found(arrival) => {
                 let Some(Waiting::Prediction(prediction)) =
-                    self.take_if(arrival, |w| matches!(w, Waiting::Prediction(_)))
+                    self.take_match(key, arrival, Side::Prediction)
                 else {
                     self.counters.duplicate_labels += 1;
                     return None;
                 };
-                self.index.remove(key);
-                self.counters.joined += 1;
-                self.book.removed(arrival);
                 return Some(JoinedOutcome {
                     model_id: event.model_id.to_string(),
                     event_id: event.event_id.to_string(),
