@@ -310,7 +310,7 @@ const NONE: TextId = u32::MAX;
 
 /// Distinct strings, each stored once and named by a 4-byte id, so a waiting prediction
 /// holds no string of its own.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 struct Interner {
     strings: Vec<Box<str>>,
     index: HashMap<Box<str>, TextId, KeyHasher>,
