@@ -24,6 +24,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod event;
+mod hint;
 pub mod http;
 pub mod monitor;
 pub mod registry;

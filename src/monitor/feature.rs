@@ -519,6 +519,15 @@ impl SeriesTracker {
         }
     }
 
+    /// A hint that `x` is recorded soon: brings the part of the reference grid's lookup table
+    /// that [`Self::record`] will read into the cache. Changes nothing.
+    #[inline]
+    pub fn prefetch_number(&self, x: f64) {
+        if let Some(Reference::Numeric { sample, .. }) = &self.reference {
+            sample.grid().prefetch_cell(x);
+        }
+    }
+
     /// Closes the window's panes up to `through`.
     pub fn close_through(&mut self, through: i64) {
         if let Some(window) = self.window.as_mut() {

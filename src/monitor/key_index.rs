@@ -109,7 +109,7 @@ impl KeyIndex {
             return;
         }
         if let Some(slot) = self.slots.get(self.home(key)) {
-            prefetch_read(slot);
+            crate::hint::prefetch_read(slot);
         }
     }
 
@@ -223,20 +223,6 @@ impl KeyIndex {
             self.slots[at] = slot;
         }
     }
-}
-
-/// A read prefetch of the cache line holding `item` (a no-op where not supported).
-#[inline(always)]
-fn prefetch_read<T>(item: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch never faults and has no effect a program can observe; the address
-    // comes from a live reference anyway. SSE is part of every x86-64 processor.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(item).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = item;
 }
 
 #[cfg(test)]

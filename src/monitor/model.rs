@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::detect::adwin::Adwin;
-use crate::event::PredictionEvent;
+use crate::event::{FeatureValue, PredictionEvent};
 
 use super::fairness::FairnessCheck;
 use super::join::JoinedOutcome;
@@ -787,6 +787,17 @@ impl ModelMonitor {
         }
         let sequence = self.events;
         let warming = self.phase == Phase::WarmingUp;
+        if !warming {
+            // Each numeric feature's grid lookup is a likely cache miss (a model's tables
+            // together outgrow the core's cache). Asking for all of them first lets the misses
+            // overlap. The slot is the one this position had last time, unchecked: a wrong
+            // guess only wastes a hint.
+            for (&slot, (_, value)) in self.order.iter().zip(event.features.iter()) {
+                if let (Some(feature), FeatureValue::Number(x)) = (self.features.get(slot), value) {
+                    feature.tracker.prefetch_number(*x);
+                }
+            }
+        }
         for (position, (name, value)) in event.features.iter().enumerate() {
             let slot = self.slot_for(position, name, settings);
             let feature = &mut self.features[slot];
