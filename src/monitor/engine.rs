@@ -656,6 +656,54 @@ mod tests {
     }
 
     #[test]
+    fn a_feature_absent_from_an_event_is_counted_missing_for_it() {
+        // Warm-up and monitoring both: every 7th event lacks `income` (not the first: a
+        // feature is known from its first appearance); with `doubled`, every 5th carries
+        // `amount` twice (the first value wins, the second is not a second observation).
+        let quality = |doubled: bool| {
+            let mut events = stream(3, 6_000, usize::MAX);
+            for (i, event) in events.iter_mut().enumerate() {
+                if i % 7 == 3 {
+                    event.features.retain(|(name, _)| name != "income");
+                }
+                if doubled && i % 5 == 0 {
+                    event
+                        .features
+                        .push((Cow::Borrowed("amount"), FeatureValue::Number(1e9)));
+                }
+            }
+            let mut engine = Engine::new(settings()).unwrap();
+            for (offset, event) in events.iter().enumerate() {
+                let source = SourcePosition {
+                    offset: offset as i64,
+                    ..SOURCE
+                };
+                engine.process(&Event::Prediction(event.clone()), source);
+            }
+            let status = engine.status();
+            let of = |name: &str| {
+                status[0]
+                    .features
+                    .iter()
+                    .find(|f| f.name == name)
+                    .map(|f| f.quality)
+                    .unwrap()
+            };
+            (of("income"), of("amount"), of("country"))
+        };
+        let (income, amount, country) = quality(false);
+        assert_eq!(
+            income.missing,
+            (0..6_000).filter(|i| i % 7 == 3).count() as u64
+        );
+        assert_eq!(income.observed, 6_000);
+        assert_eq!((amount.missing, amount.observed), (0, 6_000));
+        assert_eq!((country.missing, country.observed), (0, 6_000));
+        // The repeated key changes nothing (its 1e9 would be out of range had it counted).
+        assert_eq!(quality(true), (income, amount, country));
+    }
+
+    #[test]
     fn replays_are_byte_identical() {
         let events = stream(11, 20_000, 10_000);
         assert_eq!(run(&events), run(&events));

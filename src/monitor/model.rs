@@ -798,6 +798,8 @@ impl ModelMonitor {
                 }
             }
         }
+        // Slots this event marked seen: when that is all of them, none is absent.
+        let mut marked = 0;
         for (position, (name, value)) in event.features.iter().enumerate() {
             let slot = self.slot_for(position, name, settings);
             let feature = &mut self.features[slot];
@@ -806,6 +808,7 @@ impl ModelMonitor {
                 continue;
             }
             feature.last_seen = sequence;
+            marked += 1;
             let observation = Observation::from_value(value);
             if warming {
                 feature.tracker.warm_up(observation);
@@ -813,16 +816,19 @@ impl ModelMonitor {
                 feature.tracker.record(pane, observation);
             }
         }
-        // A feature absent from this event is missing for it.
-        for feature in self
-            .features
-            .iter_mut()
-            .filter(|f| !f.ignored && f.last_seen != sequence)
-        {
-            if warming {
-                feature.tracker.warm_up(Observation::Missing);
-            } else {
-                feature.tracker.record(pane, Observation::Missing);
+        // A feature absent from this event is missing for it. (Skipping the scan when every
+        // slot was marked saves a pass over all of them, which is most events.)
+        if marked < self.features.len() {
+            for feature in self
+                .features
+                .iter_mut()
+                .filter(|f| !f.ignored && f.last_seen != sequence)
+            {
+                if warming {
+                    feature.tracker.warm_up(Observation::Missing);
+                } else {
+                    feature.tracker.record(pane, Observation::Missing);
+                }
             }
         }
 
