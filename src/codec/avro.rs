@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use super::{DecodeError, EventBuffers, EventKind};
+use super::{Attributes, DecodeError, EventBuffers, EventKind, Features};
 use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 use crate::monitor::output::{DriftAlert, RetrainRequest};
 
@@ -142,8 +142,31 @@ fn decode_prediction_into<'a>(
     let model_id = r.string("model_id")?;
     let model_version = r.string("model_version")?;
     let timestamp = r.long("timestamp")?;
+    let features = read_features(&mut r, features)?;
+    let prediction = read_prediction_record(&mut r)?;
+    let attributes = read_attributes(&mut r, attributes)?;
+    r.finish()?;
+    Ok(PredictionEvent {
+        event_id,
+        model_id,
+        model_version,
+        timestamp,
+        features,
+        prediction,
+        attributes,
+    })
+}
+
+/// The `features` field: a map of feature values.
+#[inline(always)]
+fn read_features<'a>(r: &mut Reader<'a>, into: Features<'a>) -> Result<Features<'a>, DecodeError> {
     // Smallest entry: a 1-byte key length (empty key) and a 1-byte union index (null).
-    let features = r.map("features", 2, feature_value, features)?;
+    r.map("features", 2, feature_value, into)
+}
+
+/// The `prediction` field: the `Prediction` record.
+#[inline(always)]
+fn read_prediction_record<'a>(r: &mut Reader<'a>) -> Result<Prediction<'a>, DecodeError> {
     let score = match r.union_index("prediction.score", 2)? {
         0 => None,
         _ => Some(r.double("prediction.score")?),
@@ -162,24 +185,157 @@ fn decode_prediction_into<'a>(
             Vec::new(),
         )?),
     };
-    let attributes = match r.union_index("attributes", 2)? {
+    Ok(Prediction {
+        score,
+        label,
+        probabilities,
+    })
+}
+
+/// The `attributes` field: an optional map of strings.
+#[inline(always)]
+fn read_attributes<'a>(
+    r: &mut Reader<'a>,
+    into: Attributes<'a>,
+) -> Result<Attributes<'a>, DecodeError> {
+    match r.union_index("attributes", 2)? {
         // The event type has no "absent" distinct from "empty": both mean no attributes.
-        0 => attributes,
-        _ => r.map("attributes", 2, |r| r.string("attributes"), attributes)?,
+        0 => Ok(into),
+        _ => r.map("attributes", 2, |r| r.string("attributes"), into),
+    }
+}
+
+/// A top-level field of our event schemas, as a [`PlanStep`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OurField {
+    /// `event_id` (both kinds).
+    EventId,
+    /// `model_id` (both kinds).
+    ModelId,
+    /// `model_version` (predictions).
+    ModelVersion,
+    /// `timestamp` (both kinds).
+    Timestamp,
+    /// `features` (predictions).
+    Features,
+    /// `prediction` (predictions).
+    Prediction,
+    /// `attributes` (predictions).
+    Attributes,
+    /// `label` (labels).
+    Label,
+}
+
+impl OurField {
+    /// The field of ours named `name` in `kind`'s schema.
+    pub(crate) fn named(name: &str, kind: EventKind) -> Option<Self> {
+        let field = match name {
+            "event_id" => Self::EventId,
+            "model_id" => Self::ModelId,
+            "timestamp" => Self::Timestamp,
+            "model_version" => Self::ModelVersion,
+            "features" => Self::Features,
+            "prediction" => Self::Prediction,
+            "attributes" => Self::Attributes,
+            "label" => Self::Label,
+            _ => return None,
+        };
+        let ours = match kind {
+            EventKind::Prediction => field != Self::Label,
+            EventKind::Label => {
+                matches!(
+                    field,
+                    Self::EventId | Self::ModelId | Self::Timestamp | Self::Label
+                )
+            }
+        };
+        ours.then_some(field)
+    }
+}
+
+/// One top-level field of a body written with an evolved writer schema, in writer order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlanStep {
+    /// A field of ours, encoded exactly as in our schema: read by the hand-written readers.
+    Ours(OurField),
+    /// The writer's own field number `n` (its position in the writer record): skipped.
+    Theirs(usize),
+}
+
+/// Decodes a body written with an evolved writer schema, following `steps` (see
+/// `resolve::Plan`); `skip(n, body, at)` steps over the writer's own field `n` starting at
+/// byte `at` and returns where it ends. Strings of ours borrow from `body`. A field of ours
+/// the writer does not have takes its default; `attributes` is the only one that can be
+/// absent (the plan checks).
+///
+/// # Errors
+/// As [`decode_event`]; the caller replaces them with the generic path's own errors.
+pub(crate) fn decode_planned<'a>(
+    body: &'a [u8],
+    kind: EventKind,
+    steps: &[PlanStep],
+    mut skip: impl FnMut(usize, &'a [u8], usize) -> Result<usize, DecodeError>,
+    buffers: &mut EventBuffers,
+) -> Result<Event<'a>, DecodeError> {
+    let mut r = Reader::new(body);
+    let (mut event_id, mut model_id, mut model_version, mut timestamp) = (None, None, None, None);
+    let (mut features, mut prediction, mut label) = (None, None, None);
+    let (lent_features, lent_attributes) = match kind {
+        EventKind::Prediction => buffers.lend(),
+        EventKind::Label => (Vec::new(), Vec::new()),
     };
+    let (mut lent_features, mut attributes) = (Some(lent_features), lent_attributes);
+    for step in steps {
+        match *step {
+            PlanStep::Theirs(n) => r.pos = skip(n, body, r.pos)?,
+            PlanStep::Ours(OurField::EventId) => event_id = Some(r.string("event_id")?),
+            PlanStep::Ours(OurField::ModelId) => model_id = Some(r.string("model_id")?),
+            PlanStep::Ours(OurField::ModelVersion) => {
+                model_version = Some(r.string("model_version")?);
+            }
+            PlanStep::Ours(OurField::Timestamp) => timestamp = Some(r.long("timestamp")?),
+            PlanStep::Ours(OurField::Features) => {
+                let into = lent_features.take().unwrap_or_default();
+                features = Some(read_features(&mut r, into)?);
+            }
+            PlanStep::Ours(OurField::Prediction) => {
+                prediction = Some(read_prediction_record(&mut r)?);
+            }
+            PlanStep::Ours(OurField::Attributes) => {
+                attributes = read_attributes(&mut r, std::mem::take(&mut attributes))?;
+            }
+            PlanStep::Ours(OurField::Label) => {
+                // Union {string, double}, in that order.
+                label = Some(match r.union_index("label", 2)? {
+                    0 => LabelValue::Text(r.string("label")?),
+                    _ => LabelValue::Number(r.double("label")?),
+                });
+            }
+        }
+    }
     r.finish()?;
-    Ok(PredictionEvent {
-        event_id,
-        model_id,
-        model_version,
-        timestamp,
-        features,
-        prediction: Prediction {
-            score,
-            label,
-            probabilities,
-        },
-        attributes,
+    let missing = |field: &str| DecodeError::MissingField {
+        field: field.to_owned(),
+    };
+    let event_id = event_id.ok_or_else(|| missing("event_id"))?;
+    let model_id = model_id.ok_or_else(|| missing("model_id"))?;
+    let timestamp = timestamp.ok_or_else(|| missing("timestamp"))?;
+    Ok(match kind {
+        EventKind::Prediction => Event::Prediction(PredictionEvent {
+            event_id,
+            model_id,
+            model_version: model_version.ok_or_else(|| missing("model_version"))?,
+            timestamp,
+            features: features.ok_or_else(|| missing("features"))?,
+            prediction: prediction.ok_or_else(|| missing("prediction"))?,
+            attributes,
+        }),
+        EventKind::Label => Event::Label(LabelEvent {
+            event_id,
+            model_id,
+            timestamp,
+            label: label.ok_or_else(|| missing("label"))?,
+        }),
     })
 }
 

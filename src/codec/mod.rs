@@ -414,6 +414,9 @@ impl Decoder {
         self.check_schema_id(id)?;
         match writer {
             resolve::WriterSchema::Native => avro::decode_event_reusing(body, self.kind, buffers),
+            resolve::WriterSchema::Planned(plan) => {
+                resolve::decode_planned(body, plan, self.kind, buffers)
+            }
             resolve::WriterSchema::Resolved(schema) => {
                 resolve::decode_resolved(body, schema, self.kind)
             }

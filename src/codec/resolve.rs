@@ -1,9 +1,11 @@
 //! Avro schema resolution for inputs written with a schema from a schema registry.
 //!
 //! Owns: deciding how a producer's (writer) schema is read — by the hand-written decoder of
-//! [`super::avro`] when it is our schema, through apache-avro's schema resolution when it is
-//! another schema our reader schema can read (schema evolution: added optional fields, removed
-//! fields with defaults, promoted types) — and turning a resolved value into our events.
+//! [`super::avro`] when it is our schema; by a [`Plan`] (the hand-written readers for our
+//! fields, a strict walk over the writer's own) when it is ours with fields added, reordered
+//! or `attributes` dropped; through apache-avro's schema resolution when it is another schema
+//! our reader schema can read (promoted types, changed nested records, named references) —
+//! and turning a resolved value into our events.
 //! Must not touch: I/O. The registry client (`crate::registry`) fetches the schema text; this
 //! module only parses and compares it, so it is tested without a network.
 //!
@@ -24,8 +26,8 @@ use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use super::avro::{label_event_schema, prediction_event_schema};
-use super::{DecodeError, EventKind};
+use super::avro::{self, label_event_schema, prediction_event_schema, OurField, PlanStep};
+use super::{DecodeError, EventBuffers, EventKind};
 use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 
 /// How payloads written with one writer schema are read.
@@ -33,8 +35,162 @@ use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, Pred
 pub enum WriterSchema {
     /// The writer schema is ours (same canonical form): the hand-written decoder reads it.
     Native,
+    /// Our fields, each encoded exactly as ours, among fields of the writer's own (the usual
+    /// evolution: a producer adds fields, or drops `attributes`): the hand-written readers take
+    /// ours and the writer's own are stepped over. See [`Plan`].
+    Planned(Box<Plan>),
     /// Another schema that our reader schema can read: apache-avro resolves each payload.
     Resolved(Box<Schema>),
+}
+
+/// How to read a body written with an evolved writer schema without apache-avro's `Value`
+/// tree: the writer's top-level fields in order, each either one of ours (same encoding:
+/// read by the hand-written readers, strings borrowed) or one of the writer's own (walked
+/// over, as strictly as apache-avro would read it).
+///
+/// Why: the generic path builds a tree of owned values per message and resolves it, several
+/// times slower than our decoder, and a producer that adds a single field to its schema
+/// would otherwise pay that on every event for good. A payload the plan cannot read is
+/// handed to the generic path, so errors (and dead-letter reasons) stay that path's.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    steps: Vec<PlanStep>,
+    /// The writer's top-level fields' schemas (only those of [`PlanStep::Theirs`] are used).
+    their_fields: Vec<Schema>,
+    /// The whole writer schema, for the generic path.
+    writer: Schema,
+}
+
+impl Plan {
+    /// A plan for `writer` read as `reader`, or `None` when some field needs more than
+    /// skipping or reading as ours (a field of ours with another encoding, a writer field
+    /// whose values apache-avro validates beyond their shape, a named-type reference, ...).
+    fn compile(writer: &Schema, reader: &Schema, kind: EventKind) -> Option<Self> {
+        let (Schema::Record(theirs), Schema::Record(ours)) = (writer, reader) else {
+            return None;
+        };
+        let mut steps = Vec::with_capacity(theirs.fields.len());
+        let mut seen = Vec::new();
+        for (n, field) in theirs.fields.iter().enumerate() {
+            match ours.fields.iter().find(|f| f.name == field.name) {
+                Some(our_field) => {
+                    let named = OurField::named(&field.name, kind)?;
+                    // Same canonical form, same bytes: a nested record must keep its full
+                    // name too, which is conservative (another namespace would also do).
+                    if field.schema.canonical_form() != our_field.schema.canonical_form() {
+                        return None;
+                    }
+                    seen.push(named);
+                    steps.push(PlanStep::Ours(named));
+                }
+                None => {
+                    if !skippable(&field.schema, 0) {
+                        return None;
+                    }
+                    steps.push(PlanStep::Theirs(n));
+                }
+            }
+        }
+        // Every field of ours the writer lacks must have a default the readers give: only
+        // `attributes` (null: no attributes). Compatibility was checked before, so this only
+        // guards the plan against a reader schema that changes later.
+        for field in &ours.fields {
+            let named = OurField::named(&field.name, kind)?;
+            if !seen.contains(&named) && named != OurField::Attributes {
+                return None;
+            }
+        }
+        Some(Self {
+            steps,
+            their_fields: theirs.fields.iter().map(|f| f.schema.clone()).collect(),
+            writer: writer.clone(),
+        })
+    }
+
+    /// The writer schema.
+    pub fn writer(&self) -> &Schema {
+        &self.writer
+    }
+}
+
+/// Whether the plan may walk over values of `schema` and be sure apache-avro would read
+/// them: shapes whose every byte pattern the walk checks as apache-avro does (booleans,
+/// `int` ranges, enum symbols, UTF-8 of strings and map keys). Types apache-avro validates
+/// further (uuid, decimal, duration) or named references go the generic way.
+fn skippable(schema: &Schema, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match schema {
+        Schema::Null
+        | Schema::Boolean
+        | Schema::Int
+        | Schema::Long
+        | Schema::Float
+        | Schema::Double
+        | Schema::Bytes
+        | Schema::String
+        | Schema::Enum(_)
+        | Schema::Fixed(_)
+        | Schema::Date
+        | Schema::TimeMillis
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => true,
+        Schema::Array(array) => skippable(&array.items, depth + 1),
+        Schema::Map(map) => skippable(&map.types, depth + 1),
+        Schema::Union(union) => union.variants().iter().all(|v| skippable(v, depth + 1)),
+        Schema::Record(record) => record
+            .fields
+            .iter()
+            .all(|f| skippable(&f.schema, depth + 1)),
+        Schema::Ref { .. }
+        | Schema::Uuid(_)
+        | Schema::Decimal(_)
+        | Schema::BigDecimal
+        | Schema::Duration(_) => false,
+    }
+}
+
+/// Decodes `body` (written with `plan`'s writer schema) as a `kind` event by the plan; on
+/// any problem, by the generic path, whose result (event or error) is then the answer.
+///
+/// # Errors
+/// As [`decode_resolved`].
+pub fn decode_planned<'a>(
+    body: &'a [u8],
+    plan: &Plan,
+    kind: EventKind,
+    buffers: &mut EventBuffers,
+) -> Result<Event<'a>, DecodeError> {
+    let no_names = NamesRef::default();
+    let skip = |n: usize, body: &'a [u8], at: usize| {
+        let schema = plan
+            .their_fields
+            .get(n)
+            .ok_or_else(|| DecodeError::InvalidValue {
+                field: "(schema)".to_owned(),
+                detail: format!("the plan names writer field {n}, which does not exist"),
+            })?;
+        let mut walker = Walker {
+            body,
+            at,
+            names: &no_names,
+            steps: 0,
+            max_steps: max_steps(body),
+            strict: true,
+        };
+        walker.skip(schema, 0)?;
+        Ok(walker.at)
+    };
+    match avro::decode_planned(body, kind, &plan.steps, skip, buffers) {
+        Ok(event) => Ok(event),
+        Err(_) => decode_resolved(body, &plan.writer, kind),
+    }
 }
 
 /// The reader schema of `kind`: driftwatch's own.
@@ -65,7 +221,10 @@ pub fn writer_schema(text: &str, kind: EventKind) -> Result<WriterSchema, String
             kind.as_str()
         )
     })?;
-    Ok(WriterSchema::Resolved(Box::new(writer)))
+    Ok(match Plan::compile(&writer, reader, kind) {
+        Some(plan) => WriterSchema::Planned(Box::new(plan)),
+        None => WriterSchema::Resolved(Box::new(writer)),
+    })
 }
 
 /// Decodes an Avro body written with `writer` (not ours) into a `kind` event, through
@@ -183,9 +342,9 @@ fn check_complete(body: &[u8], writer: &Schema) -> Result<(), DecodeError> {
         at: 0,
         names: resolved.get_names(),
         steps: 0,
-        // Far more values than any real event has per byte; only a body of zero-byte
-        // elements repeated a huge number of times runs into it.
-        max_steps: body.len().saturating_mul(8).saturating_add(4096),
+        max_steps: max_steps(body),
+        // apache-avro's read after this walk validates the values.
+        strict: false,
     };
     walker.skip(writer, 0)?;
     if walker.at != body.len() {
@@ -197,6 +356,12 @@ fn check_complete(body: &[u8], writer: &Schema) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// The most values a walk over `body` may visit: far more than any real event has per
+/// byte; only a body of zero-byte elements repeated a huge number of times runs into it.
+fn max_steps(body: &[u8]) -> usize {
+    body.len().saturating_mul(8).saturating_add(4096)
+}
+
 /// A strict cursor over an Avro body, driven by its schema.
 struct Walker<'a, 's> {
     body: &'a [u8],
@@ -205,6 +370,10 @@ struct Walker<'a, 's> {
     /// Values walked so far, and the most allowed (bounds the work on hostile input).
     steps: usize,
     max_steps: usize,
+    /// Also refuse what apache-avro would refuse to read (a boolean byte other than 0 or 1,
+    /// an `int` beyond 32 bits, an enum index without a symbol, a string or map key that is
+    /// not UTF-8): when the walk is all that reads the value.
+    strict: bool,
 }
 
 impl Walker<'_, '_> {
@@ -214,6 +383,24 @@ impl Walker<'_, '_> {
             offset: self.at,
             detail: "the body ends inside a value of the writer schema".to_owned(),
         }
+    }
+
+    fn invalid(&self, what: &str, detail: String) -> DecodeError {
+        DecodeError::InvalidValue {
+            field: what.to_owned(),
+            detail,
+        }
+    }
+
+    /// Takes `n` bytes that must be UTF-8.
+    fn utf8(&mut self, n: usize, what: &str) -> Result<(), DecodeError> {
+        let start = self.at;
+        self.take(n, what)?;
+        std::str::from_utf8(&self.body[start..self.at]).map_err(|e| DecodeError::InvalidUtf8 {
+            field: what.to_owned(),
+            offset: start + e.valid_up_to(),
+        })?;
+        Ok(())
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<(), DecodeError> {
@@ -303,7 +490,33 @@ impl Walker<'_, '_> {
         }
         match schema {
             Schema::Null => Ok(()),
+            Schema::Boolean if self.strict => {
+                let at = self.at;
+                self.take(1, "boolean")?;
+                if self.body[at] > 1 {
+                    return Err(self.invalid("boolean", format!("byte {at} is not 0 or 1")));
+                }
+                Ok(())
+            }
             Schema::Boolean => self.take(1, "boolean"),
+            Schema::Int | Schema::Date | Schema::TimeMillis if self.strict => {
+                let n = self.long("int")?;
+                if i32::try_from(n).is_err() {
+                    return Err(self.invalid("int", format!("{n} does not fit 32 bits")));
+                }
+                Ok(())
+            }
+            Schema::Enum(symbols) if self.strict => {
+                let index = self.long("enum")?;
+                if usize::try_from(index).map_or(true, |i| i >= symbols.symbols.len()) {
+                    return Err(self.invalid("enum", format!("no symbol {index}")));
+                }
+                Ok(())
+            }
+            Schema::String if self.strict => {
+                let n = self.length("string", 1)?;
+                self.utf8(n, "string")
+            }
             Schema::Int
             | Schema::Long
             | Schema::Date
@@ -339,7 +552,11 @@ impl Walker<'_, '_> {
             Schema::Array(array) => self.blocks("array", |w| w.skip(&array.items, depth + 1)),
             Schema::Map(map) => self.blocks("map", |w| {
                 let n = w.length("map key", 1)?;
-                w.take(n, "map key")?;
+                if w.strict {
+                    w.utf8(n, "map key")?;
+                } else {
+                    w.take(n, "map key")?;
+                }
                 w.skip(&map.types, depth + 1)
             }),
             Schema::Union(union) => {
@@ -491,6 +708,81 @@ mod tests {
     }
     use super::*;
     use crate::codec::avro::encode_prediction_avro;
+    use proptest::prelude::*;
+
+    /// Sorts by key and keeps the last of repeated keys, as a map does.
+    fn as_map<V>(list: &mut Vec<(Cow<'static, str>, V)>) {
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut kept: Vec<(Cow<'static, str>, V)> = Vec::with_capacity(list.len());
+        for entry in list.drain(..) {
+            match kept.last_mut() {
+                Some(last) if last.0 == entry.0 => *last = entry,
+                _ => kept.push(entry),
+            }
+        }
+        *list = kept;
+    }
+
+    /// `event` with its maps in name order, as the generic path gives them. A key repeated
+    /// in a payload (only a damaged or hand-made one) is read differently by the two paths:
+    /// apache-avro's map keeps the last value; our decoders keep every entry and the engine
+    /// the first. The comparison keeps the last on both sides.
+    fn sorted(event: Event<'_>) -> Event<'static> {
+        match event {
+            Event::Prediction(p) => {
+                let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+                let mut features: Vec<(Cow<'static, str>, FeatureValue<'static>)> = p
+                    .features
+                    .into_iter()
+                    .map(|(name, value)| {
+                        let value = match value {
+                            FeatureValue::Text(text) => FeatureValue::Text(own(text)),
+                            FeatureValue::Number(x) => FeatureValue::Number(x),
+                            FeatureValue::Bool(b) => FeatureValue::Bool(b),
+                            FeatureValue::Null => FeatureValue::Null,
+                        };
+                        (own(name), value)
+                    })
+                    .collect();
+                as_map(&mut features);
+                let mut probabilities: Option<Vec<(Cow<'static, str>, f64)>> = p
+                    .prediction
+                    .probabilities
+                    .map(|list| list.into_iter().map(|(k, v)| (own(k), v)).collect());
+                if let Some(list) = probabilities.as_mut() {
+                    as_map(list);
+                }
+                let mut attributes: Vec<(Cow<'static, str>, Cow<'static, str>)> = p
+                    .attributes
+                    .into_iter()
+                    .map(|(k, v)| (own(k), own(v)))
+                    .collect();
+                as_map(&mut attributes);
+                Event::Prediction(PredictionEvent {
+                    event_id: own(p.event_id),
+                    model_id: own(p.model_id),
+                    model_version: own(p.model_version),
+                    timestamp: p.timestamp,
+                    features,
+                    prediction: Prediction {
+                        score: p.prediction.score,
+                        label: p.prediction.label.map(own),
+                        probabilities,
+                    },
+                    attributes,
+                })
+            }
+            Event::Label(l) => Event::Label(LabelEvent {
+                event_id: Cow::Owned(l.event_id.into_owned()),
+                model_id: Cow::Owned(l.model_id.into_owned()),
+                timestamp: l.timestamp,
+                label: match l.label {
+                    LabelValue::Text(text) => LabelValue::Text(Cow::Owned(text.into_owned())),
+                    LabelValue::Number(x) => LabelValue::Number(x),
+                },
+            }),
+        }
+    }
 
     /// Our schema plus an optional field, as a producer's v2 schema would add it.
     fn v2_schema_text() -> String {
@@ -523,9 +815,10 @@ mod tests {
     #[test]
     fn an_evolved_writer_schema_is_resolved_to_the_same_event() {
         let text = v2_schema_text();
-        let Ok(WriterSchema::Resolved(writer)) = writer_schema(&text, EventKind::Prediction) else {
-            panic!("v2 must be resolvable and not native");
+        let Ok(WriterSchema::Planned(plan)) = writer_schema(&text, EventKind::Prediction) else {
+            panic!("v2 (one added field) must be read by a plan");
         };
+        let writer = plan.writer().clone();
         // The v2 body: our encoding of every v1 field, plus the new field, written by
         // apache-avro (the reference implementation) from a Value.
         let event = PredictionEvent {
@@ -569,6 +862,13 @@ mod tests {
         else {
             panic!("prediction")
         };
+        // The plan reads v2 as our decoder reads v1: the same event (maps in the order
+        // apache-avro wrote them, which is its hash map's).
+        let mut buffers = EventBuffers::default();
+        assert_eq!(
+            sorted(decode_planned(&v2_body, &plan, EventKind::Prediction, &mut buffers).unwrap()),
+            sorted(Event::Prediction(expected.clone()))
+        );
         expected.features.sort_by(|a, b| a.0.cmp(&b.0));
         if let Some(p) = expected.prediction.probabilities.as_mut() {
             p.sort_by(|a, b| a.0.cmp(&b.0));
@@ -592,6 +892,11 @@ mod tests {
         assert!(check_complete(&huge, &nulls).is_err());
         assert!(check_complete(&[6, 0], &nulls).is_ok());
         for cut in 0..v2_body.len() {
+            assert_eq!(
+                decode_planned(&v2_body[..cut], &plan, EventKind::Prediction, &mut buffers)
+                    .unwrap_err(),
+                decode_resolved(&v2_body[..cut], &writer, EventKind::Prediction).unwrap_err()
+            );
             assert!(
                 decode_resolved(&v2_body[..cut], &writer, EventKind::Prediction).is_err(),
                 "cut at {cut} of {}: {:?}",
@@ -649,5 +954,280 @@ mod tests {
                 label: LabelValue::Number(0.5),
             })
         );
+    }
+
+    /// Writer-only field types the equivalence test adds, with a value of each from `seed`.
+    fn extra_field(kind: usize, seed: u64) -> (serde_json::Value, Value) {
+        use serde_json::json;
+        let n = seed as i64;
+        let text = format!("v{}", seed % 1000);
+        match kind % 14 {
+            0 => (json!("null"), Value::Null),
+            1 => (json!("boolean"), Value::Boolean(seed % 2 == 0)),
+            2 => (json!("int"), Value::Int(n as i32)),
+            3 => (json!("long"), Value::Long(n)),
+            4 => (json!("float"), Value::Float(f32::from_bits(seed as u32))),
+            5 => (json!("double"), Value::Double(f64::from_bits(seed))),
+            6 => (json!("string"), Value::String(text)),
+            7 => (
+                json!("bytes"),
+                Value::Bytes(seed.to_le_bytes()[..(seed % 9) as usize].to_vec()),
+            ),
+            8 => (
+                json!({"type": "enum", "name": format!("E{seed}"), "symbols": ["A", "B", "C"]}),
+                Value::Enum(
+                    (seed % 3) as u32,
+                    ["A", "B", "C"][(seed % 3) as usize].into(),
+                ),
+            ),
+            9 => (
+                json!({"type": "fixed", "name": format!("F{seed}"), "size": 4}),
+                Value::Fixed(4, (seed as u32).to_le_bytes().to_vec()),
+            ),
+            10 => (
+                json!({"type": "array", "items": "int"}),
+                Value::Array((0..seed % 5).map(|i| Value::Int(i as i32 - 2)).collect()),
+            ),
+            11 => (
+                json!({"type": "map", "values": "string"}),
+                Value::Map(
+                    (0..seed % 4)
+                        .map(|i| (format!("k{i}"), Value::String(text.clone())))
+                        .collect(),
+                ),
+            ),
+            12 => (
+                json!(["null", "string"]),
+                if seed % 2 == 0 {
+                    Value::Union(0, Box::new(Value::Null))
+                } else {
+                    Value::Union(1, Box::new(Value::String(text)))
+                },
+            ),
+            _ => (
+                json!({"type": "record", "name": format!("R{seed}"), "fields": [
+                    {"name": "x", "type": "long"},
+                    {"name": "y", "type": ["null", "boolean"]},
+                    {"name": "when", "type": {"type": "int", "logicalType": "date"}}]}),
+                Value::Record(vec![
+                    ("x".into(), Value::Long(n)),
+                    ("y".into(), Value::Union(1, Box::new(Value::Boolean(true)))),
+                    ("when".into(), Value::Date(n as i32)),
+                ]),
+            ),
+        }
+    }
+
+    /// A writer schema for `kind`: our fields (`order` permutes them, `drop_attributes` leaves
+    /// that optional one out) and `extras` at the given places; and a body of it for `ours`
+    /// (our fields' values, as apache-avro reads our own encoding).
+    fn evolved(
+        kind: EventKind,
+        ours: Vec<(String, Value)>,
+        order: &[usize],
+        drop_attributes: bool,
+        extras: &[(usize, u64, usize)],
+    ) -> (String, Vec<u8>) {
+        let our_schema: serde_json::Value = serde_json::from_str(match kind {
+            EventKind::Prediction => crate::codec::avro::PREDICTION_EVENT_AVSC,
+            EventKind::Label => crate::codec::avro::LABEL_EVENT_AVSC,
+        })
+        .unwrap();
+        let our_fields = our_schema["fields"].as_array().unwrap().clone();
+        let mut fields: Vec<(serde_json::Value, Value)> = Vec::new();
+        for &i in order {
+            let (name, value) = ours[i].clone();
+            if drop_attributes && name == "attributes" {
+                continue;
+            }
+            fields.push((our_fields[i].clone(), value));
+        }
+        for (n, &(kind_of, seed, at)) in extras.iter().enumerate() {
+            let (schema, value) = extra_field(kind_of, seed);
+            let field = serde_json::json!({"name": format!("their_{n}"), "type": schema});
+            fields.insert(at % (fields.len() + 1), (field, value));
+        }
+        let mut schema = our_schema.clone();
+        schema["fields"] =
+            serde_json::Value::Array(fields.iter().map(|(f, _)| f.clone()).collect());
+        let text = schema.to_string();
+        let writer = Schema::parse_str(&text).unwrap();
+        let record = fields
+            .into_iter()
+            .map(|(f, v)| (f["name"].as_str().unwrap().to_owned(), v))
+            .collect();
+        (text, to_avro_datum(&writer, Value::Record(record)).unwrap())
+    }
+
+    /// Our fields' values for `body` (our own encoding of a `kind` event), in our order.
+    fn our_values(body: &[u8], kind: EventKind) -> Vec<(String, Value)> {
+        match GenericDatumReader::builder(reader_schema(kind))
+            .build()
+            .unwrap()
+            .read_value(&mut &body[..])
+            .unwrap()
+        {
+            Value::Record(fields) => fields,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The plan's answer equals the generic path's, for the body and damaged copies of it.
+    fn assert_plan_agrees(text: &str, body: &[u8], kind: EventKind, damage: &[(usize, u8)]) {
+        let Ok(WriterSchema::Planned(plan)) = writer_schema(text, kind) else {
+            panic!("a plan for {text}");
+        };
+        let mut buffers = EventBuffers::default();
+        let mut bodies = vec![body.to_vec()];
+        for &(at, byte) in damage {
+            let mut damaged = body.to_vec();
+            if let Some(b) = damaged.get_mut(at % body.len().max(1)) {
+                *b = byte;
+            }
+            bodies.push(damaged);
+            bodies.push(body[..at % (body.len() + 1)].to_vec());
+        }
+        for (i, body) in bodies.iter().enumerate() {
+            let planned = decode_planned(body, &plan, kind, &mut buffers).map(sorted);
+            let generic = decode_resolved(body, plan.writer(), kind).map(sorted);
+            assert_eq!(planned, generic, "body {i} of {text}");
+            if i == 0 {
+                assert!(planned.is_ok(), "{planned:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_plan_refuses_what_apache_avro_refuses_in_the_writers_own_fields() {
+        // One field of the writer's own before ours, holding bytes its type forbids: the plan
+        // must not accept what the generic path dead-letters.
+        let label = crate::codec::avro::encode_label_avro(&LabelEvent {
+            event_id: "e-1".into(),
+            model_id: "m".into(),
+            timestamp: 5,
+            label: LabelValue::Number(1.0),
+        });
+        let zigzag = |n: i64| {
+            let mut v = ((n << 1) ^ (n >> 63)) as u64;
+            let mut out = Vec::new();
+            loop {
+                let byte = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    out.push(byte);
+                    return out;
+                }
+                out.push(byte | 0x80);
+            }
+        };
+        let cases: [(&str, Vec<u8>); 6] = [
+            (r#""int""#, zigzag(1 << 40)),
+            (
+                r#"{"type": "int", "logicalType": "date"}"#,
+                zigzag(-(1 << 35)),
+            ),
+            (r#""boolean""#, vec![2]),
+            (
+                r#"{"type": "enum", "name": "Tier", "symbols": ["A", "B"]}"#,
+                zigzag(2),
+            ),
+            (r#""string""#, [zigzag(2), vec![0xc3, 0x28]].concat()),
+            (
+                r#"{"type": "map", "values": "null"}"#,
+                [zigzag(1), zigzag(1), vec![0xff], zigzag(0)].concat(),
+            ),
+        ];
+        for (their_type, bytes) in cases {
+            let text = crate::codec::avro::LABEL_EVENT_AVSC.replacen(
+                r#""fields": ["#,
+                &format!(r#""fields": [{{"name": "theirs", "type": {their_type}}},"#),
+                1,
+            );
+            assert_ne!(text, crate::codec::avro::LABEL_EVENT_AVSC);
+            let Ok(WriterSchema::Planned(plan)) = writer_schema(&text, EventKind::Label) else {
+                panic!("a plan for {text}");
+            };
+            let body = [bytes, label.clone()].concat();
+            let generic = decode_resolved(&body, plan.writer(), EventKind::Label);
+            assert!(
+                generic.is_err(),
+                "apache-avro reads {their_type}: {generic:?}"
+            );
+            let planned =
+                decode_planned(&body, &plan, EventKind::Label, &mut EventBuffers::default());
+            assert_eq!(planned, generic, "{their_type}");
+            // And the walk itself refuses it (not only the fallback).
+            let mut walker = Walker {
+                body: &body,
+                at: 0,
+                names: &NamesRef::default(),
+                steps: 0,
+                max_steps: max_steps(&body),
+                strict: true,
+            };
+            assert!(
+                walker.skip(&plan.their_fields[0], 0).is_err(),
+                "{their_type}"
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn a_plan_reads_what_the_generic_path_reads(
+            seed in any::<u64>(),
+            order in Just((0..7).collect::<Vec<usize>>()).prop_shuffle(),
+            drop_attributes in any::<bool>(),
+            extras in prop::collection::vec((0usize..14, any::<u64>(), 0usize..10), 0..6),
+            damage in prop::collection::vec((0usize..400, any::<u8>()), 0..4),
+        ) {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let features = (0..rng.random_range(0..6)).map(|i| {
+                let value = match rng.random_range(0..4) {
+                    0 => FeatureValue::Null,
+                    1 => FeatureValue::Number(rng.random_range(-1e3..1e3)),
+                    2 => FeatureValue::Text(Cow::Owned(format!("c{}", rng.random_range(0..9)))),
+                    _ => FeatureValue::Bool(rng.random()),
+                };
+                (Cow::Owned(format!("f{i}")), value)
+            }).collect();
+            let event = PredictionEvent {
+                event_id: Cow::Owned(format!("e-{seed}")),
+                model_id: "m".into(),
+                model_version: "v9".into(),
+                timestamp: rng.random_range(0..2_000_000_000_000),
+                features,
+                prediction: Prediction {
+                    score: rng.random::<bool>().then(|| rng.random()),
+                    label: rng.random::<bool>().then_some(Cow::Borrowed("yes")),
+                    probabilities: rng.random::<bool>().then(|| vec![("yes".into(), 0.5), ("no".into(), 0.5)]),
+                },
+                attributes: (0..rng.random_range(0..3)).map(|i| (Cow::Owned(format!("a{i}")), Cow::Borrowed("x"))).collect(),
+            };
+            let ours = our_values(&encode_prediction_avro(&event), EventKind::Prediction);
+            let (text, body) = evolved(EventKind::Prediction, ours, &order, drop_attributes, &extras);
+            assert_plan_agrees(&text, &body, EventKind::Prediction, &damage);
+        }
+
+        #[test]
+        fn a_plan_reads_labels_as_the_generic_path_does(
+            order in Just((0..4).collect::<Vec<usize>>()).prop_shuffle(),
+            extras in prop::collection::vec((0usize..14, any::<u64>(), 0usize..6), 1..4),
+            text_label in any::<bool>(),
+            damage in prop::collection::vec((0usize..120, any::<u8>()), 0..4),
+        ) {
+            let event = LabelEvent {
+                event_id: "e-1".into(),
+                model_id: "m".into(),
+                timestamp: 1_767_225_600_000,
+                label: if text_label { LabelValue::Text("fraud".into()) } else { LabelValue::Number(0.5) },
+            };
+            let ours = our_values(&crate::codec::avro::encode_label_avro(&event), EventKind::Label);
+            let (text, body) = evolved(EventKind::Label, ours, &order, false, &extras);
+            assert_plan_agrees(&text, &body, EventKind::Label, &damage);
+        }
     }
 }
