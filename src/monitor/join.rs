@@ -23,11 +23,12 @@
 //! its entries is rewritten with the rest, so the log stays proportional to what waits. One
 //! record per entry would cost a record (and a producer call) per prediction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
 
+use super::chunked_queue::ChunkedQueue;
 use super::key_index::{KeyIndex, Probe};
 use crate::event::{LabelEvent, LabelValue, PredictionEvent};
 
@@ -409,7 +410,7 @@ pub struct LabelJoin {
     ttl_ms: i64,
     max_entries: usize,
     /// Every arrival from `front_arrival` to `next_arrival - 1`, in order.
-    queue: VecDeque<Queued>,
+    queue: ChunkedQueue<Queued>,
     /// Arrival number of the queue's front.
     front_arrival: u64,
     /// Key → arrival number of every waiting entry.
@@ -432,7 +433,7 @@ impl LabelJoin {
         Self {
             ttl_ms,
             max_entries: max_entries.max(1),
-            queue: VecDeque::new(),
+            queue: ChunkedQueue::default(),
             front_arrival: 0,
             index: KeyIndex::default(),
             next_arrival: 0,

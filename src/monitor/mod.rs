@@ -5,6 +5,7 @@
 //! sequence gives the same outputs, byte for byte, whether it comes from Kafka, a replay file
 //! or a test.
 
+pub mod chunked_queue;
 pub mod engine;
 pub mod fairness;
 pub mod feature;
