@@ -342,7 +342,12 @@ fn merge(row: usize, (t0, v0): (f64, f64), (t1, v1): (f64, f64)) -> (f64, f64) {
 /// `update` returns whether this element's update detected a change. Like River, the
 /// detector then starts afresh (an empty window) at the next update, so `width` and
 /// `estimation` still describe the shrunk window right after a detection.
+///
+/// Read back from state through [`AdwinData`], which refuses a detector whose histogram does
+/// not fit its parameters (see [`Adwin::check`]): the histogram is indexed without checks,
+/// so a damaged record must fail at restore, not panic at the next update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "AdwinData")]
 pub struct Adwin {
     params: AdwinParams,
     /// Slots per row: `max_buckets + 1`, room for the bucket that triggers a merge.
@@ -357,7 +362,85 @@ pub struct Adwin {
     updates: u64,
 }
 
+/// The stored form of an [`Adwin`]: its serialized fields, in their order, checked before
+/// they become a detector.
+#[derive(Deserialize)]
+struct AdwinData {
+    params: AdwinParams,
+    row_capacity: usize,
+    window: Window,
+    drift_detected: bool,
+    detections: u64,
+    updates: u64,
+}
+
+impl TryFrom<AdwinData> for Adwin {
+    type Error = String;
+
+    fn try_from(data: AdwinData) -> Result<Self, String> {
+        let adwin = Self {
+            params: data.params,
+            row_capacity: data.row_capacity,
+            window: data.window,
+            drift_detected: data.drift_detected,
+            detections: data.detections,
+            updates: data.updates,
+        };
+        adwin.check().map(|()| adwin)
+    }
+}
+
 impl Adwin {
+    /// Checks that a detector read back from state fits together: valid parameters, rows
+    /// `max_buckets + 1` slots wide with at most `max_buckets` buckets each (as every merge
+    /// leaves them), fewer than 64 rows (row `r` holds buckets of 2^r elements), and a width
+    /// that is what the buckets hold (removing the oldest bucket relies on it).
+    ///
+    /// # Errors
+    /// The first thing that does not fit.
+    fn check(&self) -> Result<(), String> {
+        let problems = self.params.validate();
+        if let Some(problem) = problems.first() {
+            return Err(problem.to_string());
+        }
+        let max_buckets = self.params.max_buckets as usize;
+        if self.row_capacity != max_buckets + 1 {
+            return Err(format!(
+                "rows of {} slots for max_buckets {max_buckets}",
+                self.row_capacity
+            ));
+        }
+        let w = &self.window;
+        let rows = w.lens.len();
+        if rows == 0 || rows >= 64 {
+            return Err(format!("a histogram of {rows} rows"));
+        }
+        if w.totals.len() != rows * self.row_capacity || w.variances.len() != w.totals.len() {
+            return Err(format!(
+                "{rows} rows of {} slots with {} totals and {} variances",
+                self.row_capacity,
+                w.totals.len(),
+                w.variances.len()
+            ));
+        }
+        if let Some(row) = w.lens.iter().position(|&len| len as usize > max_buckets) {
+            return Err(format!(
+                "row {row} holds {} buckets, more than max_buckets {max_buckets}",
+                w.lens[row]
+            ));
+        }
+        let held: f64 = (w.lens.iter().enumerate())
+            .map(|(row, &len)| f64::from(len) * (1u64 << row) as f64)
+            .sum();
+        if held != w.width {
+            return Err(format!(
+                "a width of {} and buckets holding {held} elements",
+                w.width
+            ));
+        }
+        Ok(())
+    }
+
     /// A detector with the given parameters.
     ///
     /// # Errors
@@ -984,6 +1067,53 @@ mod tests {
         assert!(unused_slots_are_zero(&window));
         assert_eq!(window.totals, [1.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
         assert_eq!(window.variances, [0.0, 0.0, 0.0, 0.5, 0.0, 0.0]);
+    }
+
+    /// Damage to a stored detector that would make an update index past its histogram or
+    /// remove a bucket that is not there is refused when the state is read.
+    #[test]
+    fn a_stored_detector_whose_histogram_does_not_fit_is_refused() {
+        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
+        for i in 0..300 {
+            adwin.update(f64::from(i % 5));
+        }
+        let stored = serde_json::to_value(&adwin).unwrap();
+        assert!(serde_json::from_value::<Adwin>(stored.clone()).is_ok());
+        type Damage = fn(&mut serde_json::Value);
+        let damages: [(&str, Damage); 7] = [
+            ("a row more than its slots", |a| {
+                a["window"]["lens"].as_array_mut().unwrap().push(1.into());
+            }),
+            ("fewer variances", |a| {
+                a["window"]["variances"].as_array_mut().unwrap().pop();
+            }),
+            ("a row over max_buckets (the width to match)", |a| {
+                let window = &mut a["window"];
+                let extra = 6.0 - window["lens"][0].as_f64().unwrap();
+                window["lens"][0] = 6.into();
+                window["width"] = (window["width"].as_f64().unwrap() + extra).into();
+            }),
+            ("no rows", |a| {
+                a["window"]["lens"] = serde_json::json!([]);
+                a["window"]["totals"] = serde_json::json!([]);
+                a["window"]["variances"] = serde_json::json!([]);
+            }),
+            ("a width the buckets do not hold", |a| {
+                a["window"]["width"] = 1_000.0.into();
+            }),
+            ("rows of another width", |a| a["row_capacity"] = 7.into()),
+            ("invalid parameters", |a| {
+                a["params"]["max_buckets"] = 0.into()
+            }),
+        ];
+        for (what, damage) in damages {
+            let mut damaged = stored.clone();
+            damage(&mut damaged);
+            assert!(
+                serde_json::from_value::<Adwin>(damaged).is_err(),
+                "{what} was accepted"
+            );
+        }
     }
 
     #[test]

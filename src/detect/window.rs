@@ -227,7 +227,12 @@ struct ClosedPane {
 }
 
 /// A sliding histogram over the last `max_panes` closed panes of one series.
+///
+/// Read back from state through [`PaneWindowData`], which refuses a window whose parts do
+/// not fit together (see [`PaneWindow::check`]): the hot path indexes by cell without
+/// checks, so a damaged record must fail at restore, not panic at the next event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "PaneWindowData")]
 pub struct PaneWindow {
     cells: usize,
     max_panes: i64,
@@ -242,7 +247,89 @@ pub struct PaneWindow {
     spare: Vec<Vec<u32>>,
 }
 
+/// The stored form of a [`PaneWindow`]: its serialized fields, in their order, checked
+/// before they become a window.
+#[derive(Deserialize)]
+struct PaneWindowData {
+    cells: usize,
+    max_panes: i64,
+    open: Vec<OpenPane>,
+    closed: VecDeque<ClosedPane>,
+    totals: Vec<u64>,
+    count: u64,
+    sums: PaneSums,
+}
+
+impl TryFrom<PaneWindowData> for PaneWindow {
+    type Error = String;
+
+    fn try_from(data: PaneWindowData) -> Result<Self, String> {
+        let window = Self {
+            cells: data.cells,
+            max_panes: data.max_panes,
+            open: data.open,
+            closed: data.closed,
+            totals: data.totals,
+            count: data.count,
+            sums: data.sums,
+            spare: Vec::new(),
+        };
+        window.check().map(|()| window)
+    }
+}
+
 impl PaneWindow {
+    /// Checks that the parts of a window read back from state fit together: every pane
+    /// spans the window's cells, panes are in order, and the totals are the sums of the
+    /// closed panes (closing and expiring panes add and subtract them without checks).
+    ///
+    /// # Errors
+    /// The first thing that does not fit.
+    fn check(&self) -> Result<(), String> {
+        let cells = self.cells;
+        if cells == 0 || self.max_panes < 1 {
+            return Err(format!(
+                "a window of {cells} cells and {} panes",
+                self.max_panes
+            ));
+        }
+        if self.totals.len() != cells {
+            return Err(format!(
+                "a window of {cells} cells with {} totals",
+                self.totals.len()
+            ));
+        }
+        if let Some(pane) = self.open.iter().find(|p| p.counts.len() != cells) {
+            return Err(format!(
+                "open pane {} has {} cells, the window {cells}",
+                pane.index,
+                pane.counts.len()
+            ));
+        }
+        let open_ascending = self.open.windows(2).all(|p| p[0].index < p[1].index);
+        let closed_ascending =
+            (self.closed.iter().zip(self.closed.iter().skip(1))).all(|(a, b)| a.index < b.index);
+        if !open_ascending || !closed_ascending {
+            return Err("panes out of order".to_owned());
+        }
+        let mut totals = vec![0u64; cells];
+        for pane in &self.closed {
+            for &(cell, count) in &pane.cells {
+                let total = totals
+                    .get_mut(cell as usize)
+                    .ok_or_else(|| format!("closed pane {} counts cell {cell}", pane.index))?;
+                *total = total
+                    .checked_add(count)
+                    .ok_or_else(|| "a cell total overflows".to_owned())?;
+            }
+        }
+        let count = totals.iter().try_fold(0u64, |sum, &t| sum.checked_add(t));
+        if totals != self.totals || count != Some(self.count) {
+            return Err("the window's totals are not the sums of its closed panes".to_owned());
+        }
+        Ok(())
+    }
+
     /// A window of `max_panes` panes over `cells` cells.
     ///
     /// # Errors
@@ -401,6 +488,75 @@ impl PaneWindow {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// A window of 4 cells with two closed panes and one open, as JSON.
+    fn stored_window() -> serde_json::Value {
+        let mut window = PaneWindow::new(4, 3).unwrap();
+        for (pane, cell) in [(1, 0), (1, 3), (2, 1), (2, 1), (3, 2)] {
+            window.record_value(pane, cell, 0.5);
+        }
+        window.close_through(2);
+        serde_json::to_value(&window).unwrap()
+    }
+
+    #[test]
+    fn a_stored_window_reads_back_and_carries_on() {
+        let mut window = PaneWindow::new(4, 3).unwrap();
+        for (pane, cell) in [(1, 0), (1, 3), (2, 1), (2, 1), (3, 2)] {
+            window.record_value(pane, cell, 0.5);
+        }
+        window.close_through(2);
+        let mut restored: PaneWindow = serde_json::from_value(stored_window()).unwrap();
+        // (Compared as stored: the original also keeps spare buffers, which are not state.)
+        assert_eq!(serde_json::to_value(&restored).unwrap(), stored_window());
+        for w in [&mut window, &mut restored] {
+            w.record(4, 3);
+            w.close_through(5);
+        }
+        assert_eq!(restored.counts(), window.counts());
+        assert_eq!(restored.count(), window.count());
+    }
+
+    /// Damage to a stored window that would make the next event or pane close index out of
+    /// its cells, or subtract more than a total holds, is refused when the state is read.
+    #[test]
+    fn a_stored_window_whose_parts_do_not_fit_is_refused() {
+        type Damage = fn(&mut serde_json::Value);
+        let damages: [(&str, Damage); 8] = [
+            ("an open pane with fewer cells", |w| {
+                w["open"][0]["counts"].as_array_mut().unwrap().pop();
+            }),
+            ("fewer totals", |w| {
+                w["totals"].as_array_mut().unwrap().pop();
+            }),
+            ("a closed pane counting a cell past the last", |w| {
+                w["closed"][0]["cells"][0][0] = 4.into();
+            }),
+            ("totals that are not the closed panes' sums", |w| {
+                w["totals"][0] = 7.into();
+            }),
+            ("a count that is not the totals' sum", |w| {
+                w["count"] = 99.into()
+            }),
+            ("closed panes out of order", |w| {
+                w["closed"].as_array_mut().unwrap().swap(0, 1);
+            }),
+            ("no cells", |w| {
+                w["cells"] = 0.into();
+                w["totals"] = serde_json::json!([]);
+            }),
+            ("no panes", |w| w["max_panes"] = 0.into()),
+        ];
+        assert!(serde_json::from_value::<PaneWindow>(stored_window()).is_ok());
+        for (what, damage) in damages {
+            let mut stored = stored_window();
+            damage(&mut stored);
+            assert!(
+                serde_json::from_value::<PaneWindow>(stored).is_err(),
+                "{what} was accepted"
+            );
+        }
+    }
 
     #[test]
     fn late_events_are_refused_after_their_pane_closes() {
