@@ -39,7 +39,7 @@ pub const FAIRNESS_SUBJECT: &str = "__fairness__";
 /// Byte equality without a `memcmp` call: feature names are short, and on the per-feature path
 /// the call's overhead was most of the comparison (~5 % of the in-process profile).
 #[inline]
-fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
