@@ -150,7 +150,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StateError> {
             oldest: OLDEST_READABLE_FORMAT_VERSION,
         });
     }
-    postcard::from_bytes(&bytes[4..]).map_err(|e| StateError::Corrupt(e.to_string()))
+    postcard::from_bytes(&bytes[4..]).map_err(|e| {
+        StateError::Corrupt(match e {
+            // Raised by the types that check their parts as they are read (pane windows,
+            // ADWIN histograms, score histograms); postcard drops their message, so say
+            // what such a refusal means instead of "Serde Deserialization Error".
+            postcard::Error::SerdeDeCustom => {
+                "a part that does not fit the rest (a pane window, ADWIN histogram or score \
+                 histogram out of shape)"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        })
+    })
 }
 
 /// Escapes `%` and `/` so names can be key segments.
@@ -308,6 +320,29 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// A pane window's record as the state encodes it (postcard writes a struct as the
+    /// tuple of its fields): `cells`, `max_panes`, one open pane of `counts` cells, no closed
+    /// pane, zero totals over `cells`, count 0, no sums.
+    fn stored_window(cells: usize, counts: usize) -> Vec<u8> {
+        type Sums = (u64, f64, f64);
+        type ClosedPane = (i64, Vec<(u32, u64)>, Sums);
+        let open: Vec<(i64, Vec<u32>, Sums)> = vec![(7, vec![0; counts], (0, 0.0, 0.0))];
+        let closed: Vec<ClosedPane> = Vec::new();
+        let totals = vec![0_u64; cells];
+        encode(&(cells, 3_i64, open, closed, totals, 0_u64, (0_u64, 0.0, 0.0)))
+    }
+
+    #[test]
+    fn a_record_part_out_of_shape_is_refused_with_a_clear_message() {
+        let window = decode::<crate::detect::window::PaneWindow>(&stored_window(4, 4)).unwrap();
+        assert_eq!((window.cells(), window.open_panes()), (4, 1));
+        let error = decode::<crate::detect::window::PaneWindow>(&stored_window(4, 3)).unwrap_err();
+        let StateError::Corrupt(message) = error else {
+            panic!("{error:?}");
+        };
+        assert!(message.contains("pane window"), "{message}");
     }
 
     #[test]
