@@ -1073,11 +1073,7 @@ mod tests {
     /// remove a bucket that is not there is refused when the state is read.
     #[test]
     fn a_stored_detector_whose_histogram_does_not_fit_is_refused() {
-        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
-        for i in 0..300 {
-            adwin.update(f64::from(i % 5));
-        }
-        let stored = serde_json::to_value(&adwin).unwrap();
+        let stored = serde_json::to_value(fed(300, 5)).unwrap();
         assert!(serde_json::from_value::<Adwin>(stored.clone()).is_ok());
         type Damage = fn(&mut serde_json::Value);
         let damages: [(&str, Damage); 7] = [
@@ -1116,12 +1112,18 @@ mod tests {
         }
     }
 
+    /// A default detector after `updates` values cycling through `0..period`.
+    fn fed(updates: u32, period: u32) -> Adwin {
+        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
+        for i in 0..updates {
+            adwin.update(f64::from(i % period));
+        }
+        adwin
+    }
+
     #[test]
     fn state_round_trips_through_serde() {
-        let mut adwin = Adwin::new(AdwinParams::default()).unwrap();
-        for i in 0..1000 {
-            adwin.update(f64::from(i % 7));
-        }
+        let mut adwin = fed(1000, 7);
         let json = serde_json::to_string(&adwin).unwrap();
         let mut restored: Adwin = serde_json::from_str(&json).unwrap();
         assert_eq!(restored, adwin);
