@@ -213,7 +213,7 @@ impl Engine {
             changes.push(StateChange {
                 key: StateKey::Join(record),
                 value: value.map(|value| match value {
-                    JoinValue::Batch(entries) => state::encode(&entries),
+                    JoinValue::Batch(encoded) => encoded,
                     JoinValue::Removals(arrivals) => state::encode(&arrivals),
                 }),
             });
