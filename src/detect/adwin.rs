@@ -343,9 +343,9 @@ fn merge(row: usize, (t0, v0): (f64, f64), (t1, v1): (f64, f64)) -> (f64, f64) {
 /// detector then starts afresh (an empty window) at the next update, so `width` and
 /// `estimation` still describe the shrunk window right after a detection.
 ///
-/// Read back from state through [`AdwinData`], which refuses a detector whose histogram does
-/// not fit its parameters (see [`Adwin::check`]): the histogram is indexed without checks,
-/// so a damaged record must fail at restore, not panic at the next update.
+/// Read back from state through `AdwinData`, which refuses a detector whose histogram does
+/// not fit its parameters (see `Adwin::check`): the histogram is indexed without checks, so
+/// a damaged record must fail at restore, not panic at the next update.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "AdwinData")]
 pub struct Adwin {

@@ -163,11 +163,11 @@ pub type JoinRemovals = Vec<u64>;
 /// The new value of a join record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JoinValue {
-    /// A batch's entries, already encoded as the state record's value ([`state::encode`] of
-    /// a [`JoinBatch`], which is how it is read back). Encoded straight from the queue: a
-    /// commit at a few hundred thousand events per second writes as many entries, and
-    /// building them as owned [`JoinEntry`] values first cost two string allocations each
-    /// and a transient list of tens of megabytes.
+    /// A batch's entries, already encoded as the state record's value
+    /// ([`crate::monitor::state::encode`] of a [`JoinBatch`], which is how it is read back).
+    /// Encoded straight from the queue: a commit at a few hundred thousand events per second
+    /// writes as many entries, and building them as owned [`JoinEntry`] values first cost
+    /// two string allocations each and a transient list of tens of megabytes.
     Batch(Vec<u8>),
     /// Removed arrival numbers.
     Removals(JoinRemovals),
@@ -317,10 +317,20 @@ impl Serialize for BatchView<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         let mut seq = serializer.serialize_seq(Some(self.count))?;
+        let mut written = 0;
         for position in self.positions.clone() {
             if let Some((key, entry)) = self.join.entry_at(position) {
                 seq.serialize_element(&(key, entry))?;
+                written += 1;
             }
+        }
+        // The length went out first: a record whose entries disagree with it must not be
+        // written (it would misread), so fail it instead (a caller bug, never expected).
+        if written != self.count {
+            return Err(serde::ser::Error::custom(format!(
+                "{written} entries in a batch of {}",
+                self.count
+            )));
         }
         seq.end()
     }
