@@ -124,9 +124,13 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
     // Our state types serialize infallibly into a growable buffer (no maps with non-string
-    // key restrictions, no untagged enums); a failure would be a programming error caught
-    // by the round-trip tests, so it degrades to an empty (refused on read) record.
-    postcard::to_extend(value, bytes).unwrap_or_default()
+    // key restrictions, no untagged enums, sequences of known length); a failure would be a
+    // programming error, so it degrades to an empty (refused on read) record, and test
+    // builds stop at it: an empty record is easy to miss in a test that never restores.
+    postcard::to_extend(value, bytes).unwrap_or_else(|error| {
+        debug_assert!(false, "a state value failed to encode: {error}");
+        Vec::new()
+    })
 }
 
 /// The format version of a state value written by [`encode`]; `None` when it is not one.
