@@ -97,6 +97,10 @@ struct Options {
     delivery: DeliveryMode,
     /// `--no-join`: predictions do not wait in the label join (no labels expected).
     no_join: bool,
+    /// `--join-max-entries N`: the label join's bound per partition (default: the service's).
+    /// A bound below the predictions a partition receives measures a join that evicts on
+    /// every prediction, as a long-running service's does, instead of one still filling.
+    join_max_entries: Option<usize>,
     /// The arguments as given (for the command line printed with the results).
     args: Vec<String>,
 }
@@ -124,6 +128,7 @@ fn options() -> AnyResult<Options> {
         consumer_extra: Vec::new(),
         delivery: DeliveryMode::ExactlyOnce,
         no_join: false,
+        join_max_entries: None,
         args: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -147,6 +152,7 @@ fn options() -> AnyResult<Options> {
                 | "--format"
                 | "--consumer-set"
                 | "--delivery"
+                | "--join-max-entries"
         );
         let value = if takes_value {
             let value = inline.or_else(|| args.next());
@@ -190,6 +196,9 @@ fn options() -> AnyResult<Options> {
                 }
             }
             "--no-join" => options.no_join = true,
+            "--join-max-entries" => {
+                options.join_max_entries = Some(usize::try_from(parse_number(&flag, value)?)?);
+            }
             "--no-json" => options.json_inprocess = false,
             "--keep-topics" => options.keep_topics = true,
             "--only-inprocess" => options.only_inprocess = true,
@@ -199,15 +208,23 @@ fn options() -> AnyResult<Options> {
                     "cargo bench --bench throughput -- [--events N] [--partitions P] \
                      [--format avro|json] [--models M] [--rounds R] [--seed S] [--no-json] \
                      [--keep-topics] [--only-inprocess] [--only-service] [--consumer-set key=value]… \
-                     [--delivery exactly_once|at_least_once] [--no-join]"
+                     [--delivery exactly_once|at_least_once] [--no-join] [--join-max-entries N]"
                 );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown option {other:?} (try --help)").into()),
         }
     }
-    if options.events < 2 || options.partitions < 1 || options.models < 1 || options.rounds < 1 {
-        return Err("--events ≥ 2, --partitions ≥ 1, --models ≥ 1, --rounds ≥ 1".into());
+    if options.events < 2
+        || options.partitions < 1
+        || options.models < 1
+        || options.rounds < 1
+        || options.join_max_entries == Some(0)
+    {
+        return Err(
+            "--events ≥ 2, --partitions ≥ 1, --models ≥ 1, --rounds ≥ 1, --join-max-entries ≥ 1"
+                .into(),
+        );
     }
     Ok(options)
 }
@@ -451,6 +468,8 @@ struct Traffic {
     partitions: usize,
     /// Predictions wait in the label join (not with `--no-join`).
     join_predictions: bool,
+    /// `--join-max-entries`, when given.
+    join_max_entries: Option<usize>,
     avro: Corpus,
     json: Option<Corpus>,
 }
@@ -479,6 +498,7 @@ fn generate(options: &Options) -> Traffic {
         models: options.models,
         partitions: options.partitions as usize,
         join_predictions: !options.no_join,
+        join_max_entries: options.join_max_entries,
         avro: Corpus::with_capacity(n, 480),
         json: json.then(|| Corpus::with_capacity(n, 1_000)),
     };
@@ -824,6 +844,9 @@ fn bench_config(options: &Options, bootstrap: &str, topics: &Topics) -> Config {
     config.http.enabled = false;
     config.delivery.mode = options.delivery;
     config.monitor.performance.join_predictions = !options.no_join;
+    if let Some(bound) = options.join_max_entries {
+        config.monitor.performance.join_max_entries = bound;
+    }
     for (key, value) in &options.consumer_extra {
         config.kafka.extra.insert(key.clone(), value.clone());
     }
@@ -1001,6 +1024,9 @@ impl InProcess {
 fn engines(traffic: &Traffic) -> Vec<Engine> {
     let mut settings = MonitorSettings::default();
     settings.performance.join_predictions = traffic.join_predictions;
+    if let Some(bound) = traffic.join_max_entries {
+        settings.performance.join_max_entries = bound;
+    }
     (0..traffic.partitions)
         .map(|_| Engine::new(settings.clone()).expect("default settings"))
         .collect()
@@ -1548,6 +1574,17 @@ fn run() -> AnyResult<()> {
             " (producing the topic: {p:.1} s, not in any figure)"
         ))
     );
+    if options.no_join {
+        println!();
+        println!("Predictions do not wait in the label join (`--no-join`).");
+    } else if let Some(bound) = options.join_max_entries {
+        println!();
+        println!(
+            "The label join holds at most {} predictions per partition (`--join-max-entries`), \
+             so once full it evicts one per prediction, as a long-running service's does.",
+            thousands(bound as f64)
+        );
+    }
     if !options.consumer_extra.is_empty() {
         let extra: Vec<String> = options
             .consumer_extra

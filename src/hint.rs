@@ -15,3 +15,21 @@ pub(crate) fn prefetch_read<T>(item: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = item;
 }
+
+/// [`prefetch_read`] of every cache line `item` spans: an item need not start on a line, so
+/// one of 64 bytes usually straddles two.
+#[inline(always)]
+pub(crate) fn prefetch_read_all<T>(item: &T) {
+    let start = std::ptr::from_ref(item).cast::<u8>();
+    let size = std::mem::size_of::<T>();
+    let mut offset = 0;
+    while offset < size {
+        // SAFETY: `offset < size`, so the pointer stays inside `item`.
+        prefetch_read(unsafe { &*start.add(offset) });
+        offset += 64;
+    }
+    if size > 0 {
+        // SAFETY: the last byte of `item`.
+        prefetch_read(unsafe { &*start.add(size - 1) });
+    }
+}

@@ -78,6 +78,7 @@ impl<T> ChunkedQueue<T> {
     }
 
     /// Removes and returns the front entry.
+    #[inline]
     pub fn pop_front(&mut self) -> Option<T> {
         let first = self.chunks.front_mut()?;
         let value = first.pop_front()?;

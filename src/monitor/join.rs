@@ -524,6 +524,10 @@ type KeyHasher = foldhash::fast::RandomState;
 /// per event, no stream reaches them, and below them no count can overflow.
 const MAX_ARRIVAL: u64 = 1 << 62;
 
+/// How many arrivals behind the front a full join prefetches its queue: an event's work
+/// (~1 µs) between one eviction and the next leaves each prefetch that long to arrive.
+const EVICTION_LOOKAHEAD: usize = 4;
+
 /// FNV-1a of (model_id, separator, event_id): stable across runs and releases (a state
 /// snapshot may hold these keys), unlike the standard library's hasher.
 fn join_key(model_id: &str, event_id: &str) -> u64 {
@@ -589,8 +593,14 @@ impl LabelJoin {
     #[inline]
     pub fn prefetch(&self, key: u64) {
         self.index.prefetch(key);
-        // A full join evicts its oldest arrival on the next insertion.
+        // A full join evicts its oldest arrival on the next insertion. Its queue entry was
+        // last touched a whole queue ago, long out of the cache, and the index slot is found
+        // through the key it holds: so the entries a few places behind the front are asked
+        // for now (the front itself was, that many events ago) and the front's slot too.
         if self.queue.len() >= self.max_entries {
+            if let Some(ahead) = self.queue.get(EVICTION_LOOKAHEAD) {
+                crate::hint::prefetch_read_all(ahead);
+            }
             if let Some(front) = self.queue.front() {
                 self.index.prefetch(front.key);
             }
@@ -1172,15 +1182,18 @@ impl LabelJoin {
 
     /// Removes the front arrival and its entry (when still waiting); true when it waited.
     fn remove_front(&mut self) -> bool {
-        let Some(front) = self.queue.pop_front() else {
+        let Some(front) = self.queue.front() else {
             return false;
         };
+        let key = front.key;
+        let waited = !matches!(front.entry, Waiting::Left);
+        self.queue.pop_front();
         let arrival = self.front_arrival;
         self.front_arrival += 1;
-        if front.entry == Waiting::Left {
+        if !waited {
             return false;
         }
-        self.index.remove(front.key);
+        self.index.remove(key);
         self.book.removed(arrival);
         true
     }
