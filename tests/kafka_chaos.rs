@@ -490,7 +490,7 @@ impl Expected {
                         .push(format!("{partition}@{}", record.offset)),
                 }
             }
-            for change in engine.take_state_changes() {
+            for change in engine.take_state_changes().expect("state encodes") {
                 if let Some(value) = change.value {
                     expected.state.insert((partition, change.key), value);
                 }

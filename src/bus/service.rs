@@ -1116,7 +1116,11 @@ impl Loop<'_> {
             let Some(engine) = self.engines.get_mut(&partition) else {
                 continue;
             };
-            let changes = engine.take_state_changes();
+            // A record that fails to encode stops the service before this commit: its
+            // offsets stay uncommitted and a restart replays from the last good state.
+            let changes = engine.take_state_changes().map_err(|error| {
+                ServiceError::Changelog(format!("partition {partition}: {error}"))
+            })?;
             let target = state_partition(partition, self.state_partitions);
             for change in changes {
                 let key = change.key.record_key(&group, partition);

@@ -140,10 +140,15 @@ impl Engine {
 
     /// The parts of the state that changed since the last call, encoded for the state
     /// changelog (see [`super::state`]); empty when nothing changed.
-    pub fn take_state_changes(&mut self) -> Vec<StateChange> {
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] when a part fails to encode (a bug). The changes are then
+    /// incomplete: the caller must not commit past the events they account for, and this
+    /// engine can no longer describe itself as deltas (stop it, restore from the changelog).
+    pub fn take_state_changes(&mut self) -> Result<Vec<StateChange>, StateError> {
         let mut changes = Vec::new();
         if !std::mem::take(&mut self.core_changed) {
-            return changes;
+            return Ok(changes);
         }
         changes.push(StateChange {
             key: StateKey::Engine,
@@ -152,7 +157,7 @@ impl Engine {
                 counters: &self.counters,
                 ready: self.ready.values().collect(),
                 join: self.join.meta(),
-            })),
+            })?),
         });
         for (model_id, versions) in &mut self.models {
             for (model_version, monitor) in versions {
@@ -161,64 +166,34 @@ impl Engine {
                 if !changed && !references_changed {
                     continue;
                 }
-                // Encoded apart: the references are written only when they change.
+                // Encoded apart: the references are written only when they change. They stay
+                // out of the monitor while its own record is encoded, and go back before an
+                // error is returned, so the monitor keeps working either way.
                 let references = monitor.take_references();
-                if references_changed {
-                    changes.push(StateChange {
-                        key: StateKey::References {
-                            model_id: model_id.clone(),
-                            model_version: model_version.clone(),
-                        },
-                        value: Some(state::encode(&references)),
-                    });
-                }
-                if changed {
-                    // In this order: the new chunk, the record that counts it, then the
-                    // deletions of a freeze. A commit cut short (at-least-once mode writes
-                    // without a transaction) then leaves a state that restores: see
-                    // `ModelMonitor::restore_warmup`.
-                    let warmup = monitor.take_warmup_changes();
-                    let chunk_key = |chunk: u32| StateKey::Warmup {
-                        model_id: model_id.clone(),
-                        model_version: model_version.clone(),
-                        chunk,
-                    };
-                    if let Some((number, chunk)) = warmup.chunk {
-                        changes.push(StateChange {
-                            key: chunk_key(number),
-                            value: Some(state::encode(&chunk)),
-                        });
-                    }
-                    let written = monitor.warmup_chunks_written();
-                    changes.push(StateChange {
-                        key: StateKey::Model {
-                            model_id: model_id.clone(),
-                            model_version: model_version.clone(),
-                        },
-                        value: Some(
-                            monitor.without_warmup_values(|m| state::encode(&(m, written))),
-                        ),
-                    });
-                    for chunk in warmup.deleted {
-                        changes.push(StateChange {
-                            key: chunk_key(chunk),
-                            value: None,
-                        });
-                    }
-                }
+                let written = encode_monitor_changes(
+                    model_id,
+                    model_version,
+                    monitor,
+                    references_changed.then_some(&references),
+                    changed,
+                    &mut changes,
+                );
                 monitor.put_references(references);
+                written?;
             }
         }
-        for (record, value) in self.join.take_changes() {
+        for (record, value) in self.join.take_changes()? {
+            let value = match value {
+                None => None,
+                Some(JoinValue::Batch(encoded)) => Some(encoded),
+                Some(JoinValue::Removals(arrivals)) => Some(state::encode(&arrivals)?),
+            };
             changes.push(StateChange {
                 key: StateKey::Join(record),
-                value: value.map(|value| match value {
-                    JoinValue::Batch(encoded) => encoded,
-                    JoinValue::Removals(arrivals) => state::encode(&arrivals),
-                }),
+                value,
             });
         }
-        changes
+        Ok(changes)
     }
 
     /// An engine rebuilt from its latest state records (deletions already applied), or
@@ -533,6 +508,61 @@ impl Engine {
             .flat_map(|versions| versions.values().map(ModelMonitor::status))
             .collect()
     }
+}
+
+/// Appends the changelog records of one model version: its references when `references`
+/// is given (they changed), and when `changed`, its new warm-up chunk, its own record (with
+/// `monitor`'s references already moved out) and the deletions of a freeze.
+fn encode_monitor_changes(
+    model_id: &str,
+    model_version: &str,
+    monitor: &mut ModelMonitor,
+    references: Option<&SeriesReferences>,
+    changed: bool,
+    changes: &mut Vec<StateChange>,
+) -> Result<(), StateError> {
+    if let Some(references) = references {
+        changes.push(StateChange {
+            key: StateKey::References {
+                model_id: model_id.to_owned(),
+                model_version: model_version.to_owned(),
+            },
+            value: Some(state::encode(references)?),
+        });
+    }
+    if !changed {
+        return Ok(());
+    }
+    // In this order: the new chunk, the record that counts it, then the deletions of a
+    // freeze. A commit cut short (at-least-once mode writes without a transaction) then
+    // leaves a state that restores: see `ModelMonitor::restore_warmup`.
+    let warmup = monitor.take_warmup_changes();
+    let chunk_key = |chunk: u32| StateKey::Warmup {
+        model_id: model_id.to_owned(),
+        model_version: model_version.to_owned(),
+        chunk,
+    };
+    if let Some((number, chunk)) = warmup.chunk {
+        changes.push(StateChange {
+            key: chunk_key(number),
+            value: Some(state::encode(&chunk)?),
+        });
+    }
+    let written = monitor.warmup_chunks_written();
+    changes.push(StateChange {
+        key: StateKey::Model {
+            model_id: model_id.to_owned(),
+            model_version: model_version.to_owned(),
+        },
+        value: Some(monitor.without_warmup_values(|m| state::encode(&(m, written)))?),
+    });
+    for chunk in warmup.deleted {
+        changes.push(StateChange {
+            key: chunk_key(chunk),
+            value: None,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1091,7 +1121,10 @@ mod tests {
             pending.extend(engine.drain_outputs());
             i += 1;
             if i % commit_every == 0 || i == events.len() {
-                apply_changes(&mut log, engine.take_state_changes());
+                apply_changes(
+                    &mut log,
+                    engine.take_state_changes().expect("state encodes"),
+                );
                 committed.append(&mut pending);
                 committed_through = i;
             }
@@ -1145,8 +1178,14 @@ mod tests {
                 }
             }
         }
-        apply_changes(&mut left, reference.take_state_changes());
-        apply_changes(&mut right, restored.take_state_changes());
+        apply_changes(
+            &mut left,
+            reference.take_state_changes().expect("state encodes"),
+        );
+        apply_changes(
+            &mut right,
+            restored.take_state_changes().expect("state encodes"),
+        );
         let decoded = |log: &BTreeMap<StateKey, Vec<u8>>| -> Vec<(StateKey, ModelMonitor)> {
             log.iter()
                 .filter(|(k, _)| matches!(k, StateKey::Model { .. }))
@@ -1181,7 +1220,7 @@ mod tests {
         for (i, event) in events.iter().enumerate() {
             engine.process(&Event::Prediction(event.clone()), SOURCE);
             if (i + 1) % 500 == 0 {
-                let changes = engine.take_state_changes();
+                let changes = engine.take_state_changes().expect("state encodes");
                 if changes
                     .iter()
                     .any(|c| matches!(c.key, StateKey::References { .. }))
@@ -1242,10 +1281,10 @@ mod tests {
             engine.process(&Event::Prediction(event.clone()), SOURCE);
             outputs.extend(engine.drain_outputs());
             if (i + 1) % commit_every == 0 {
-                apply_changes(log, engine.take_state_changes());
+                apply_changes(log, engine.take_state_changes().expect("state encodes"));
             }
         }
-        apply_changes(log, engine.take_state_changes());
+        apply_changes(log, engine.take_state_changes().expect("state encodes"));
         outputs
     }
 
@@ -1281,7 +1320,7 @@ mod tests {
         for (i, event) in events[..2_000].iter().enumerate() {
             engine.process(&Event::Prediction(event.clone()), SOURCE);
             if (i + 1) % 100 == 0 {
-                let changes = engine.take_state_changes();
+                let changes = engine.take_state_changes().expect("state encodes");
                 chunks_written.extend(changes.iter().filter_map(|c| match (&c.key, &c.value) {
                     (StateKey::Warmup { chunk, .. }, Some(_)) => Some(*chunk),
                     _ => None,
@@ -1369,7 +1408,7 @@ mod tests {
         let mut v3 = log.clone();
         v3.retain(|k, _| !matches!(k, StateKey::Warmup { .. }));
         let monitor = engine.models.get_mut("m").unwrap().get_mut("1").unwrap();
-        let mut record = state::encode(&*monitor);
+        let mut record = state::encode(&*monitor).expect("state encodes");
         record[2..4].copy_from_slice(&3u16.to_le_bytes());
         v3.insert(
             StateKey::Model {
@@ -1420,7 +1459,10 @@ mod tests {
         for (i, event) in events[..cut].iter().enumerate() {
             engine.process(event, SOURCE);
             if i % 40 == 39 || i + 1 == cut {
-                apply_changes(&mut log, engine.take_state_changes());
+                apply_changes(
+                    &mut log,
+                    engine.take_state_changes().expect("state encodes"),
+                );
             }
         }
         assert_eq!(engine.join_waiting(), 50, "predictions 250..300 wait");
@@ -1437,7 +1479,10 @@ mod tests {
             .count();
         assert!((1..=8).contains(&records), "{records} join records");
         assert!(
-            engine.take_state_changes().is_empty(),
+            engine
+                .take_state_changes()
+                .expect("state encodes")
+                .is_empty(),
             "nothing changed since"
         );
     }
@@ -1655,10 +1700,16 @@ mod tests {
             engine.process(event, SOURCE);
             engine.drain_outputs();
             if (i + 1) % 400 == 0 {
-                apply_changes(&mut log, engine.take_state_changes());
+                apply_changes(
+                    &mut log,
+                    engine.take_state_changes().expect("state encodes"),
+                );
             }
         }
-        apply_changes(&mut log, engine.take_state_changes());
+        apply_changes(
+            &mut log,
+            engine.take_state_changes().expect("state encodes"),
+        );
         (log, after.to_vec())
     }
 
@@ -1690,7 +1741,7 @@ mod tests {
                     engine.process(event, SOURCE);
                     engine.drain_outputs();
                 }
-                engine.take_state_changes();
+                engine.take_state_changes().expect("state encodes");
                 engine.status();
                 true
             }))
@@ -1767,7 +1818,10 @@ mod tests {
         for event in &more {
             engine.process(event, SOURCE);
         }
-        apply_changes(&mut log, engine.take_state_changes());
+        apply_changes(
+            &mut log,
+            engine.take_state_changes().expect("state encodes"),
+        );
         let references = |model: &str| StateKey::References {
             model_id: model.into(),
             model_version: "1".into(),
@@ -1790,7 +1844,7 @@ mod tests {
                             restored.process(event, SOURCE);
                             restored.drain_outputs();
                         }
-                        restored.take_state_changes();
+                        restored.take_state_changes().expect("state encodes");
                         "restored".to_owned()
                     }
                     Ok(None) => "nothing".to_owned(),
@@ -1829,7 +1883,7 @@ mod tests {
             if (i + 1) % 200 != 0 {
                 continue;
             }
-            let changes = engine.take_state_changes();
+            let changes = engine.take_state_changes().expect("state encodes");
             for cut in 0..changes.len() {
                 let context = format!("commit after event {i}, first {cut} of its records");
                 let mut partial = log.clone();
@@ -1839,7 +1893,10 @@ mod tests {
                 for event in &events[i + 1 - 200..i + 1] {
                     restored.process(&Event::Prediction(event.clone()), SOURCE);
                 }
-                apply_changes(&mut partial, restored.take_state_changes());
+                apply_changes(
+                    &mut partial,
+                    restored.take_state_changes().expect("state encodes"),
+                );
                 restore(&partial, &context);
                 let (_, written): (ModelMonitor, u32) = state::decode(&partial[&model]).unwrap();
                 assert_eq!(

@@ -31,6 +31,7 @@ use serde::{Deserialize, Serialize};
 use super::chunked_queue::ChunkedQueue;
 use super::key_index::{KeyIndex, Probe};
 use super::model::same_bytes;
+use super::state::StateError;
 use crate::event::{LabelEvent, LabelValue, PredictionEvent};
 
 /// A label value owned by the join.
@@ -671,15 +672,19 @@ impl LabelJoin {
     /// The changelog records to write since the last call (`None`: delete the record): the
     /// batch of entries that arrived and still wait, a removals record for entries that left
     /// older batches, and deletions of batches and removals records that hold nothing live.
-    pub fn take_changes(&mut self) -> Vec<(JoinRecord, Option<JoinValue>)> {
+    ///
+    /// # Errors
+    /// [`StateError::Encode`] when a batch fails to encode (a bug): the changes are then
+    /// incomplete and must not be committed.
+    pub fn take_changes(&mut self) -> Result<Vec<(JoinRecord, Option<JoinValue>)>, StateError> {
         let mut changes: Vec<(JoinRecord, Option<JoinValue>)> =
             std::mem::take(&mut self.book.doomed)
                 .into_iter()
                 .map(|record| (record, None))
                 .collect();
-        self.write_new_batches(&mut changes);
-        self.write_removals(&mut changes);
-        changes
+        self.write_new_batches(&mut changes)?;
+        self.write_removals(&mut changes)?;
+        Ok(changes)
     }
 
     /// Queue positions of the arrivals from `first` (inclusive) to `end` (exclusive).
@@ -692,7 +697,10 @@ impl LabelJoin {
     }
 
     /// Writes the entries that arrived since the last write and still wait.
-    fn write_new_batches(&mut self, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
+    fn write_new_batches(
+        &mut self,
+        changes: &mut Vec<(JoinRecord, Option<JoinValue>)>,
+    ) -> Result<(), StateError> {
         let positions = self.positions(self.book.written_through, self.next_arrival);
         let (mut start, mut count, mut bytes) = (positions.start, 0, 0);
         let mut first: Option<u64> = None;
@@ -704,12 +712,13 @@ impl LabelJoin {
             count += 1;
             bytes += entry.size_bound();
             if bytes >= BATCH_BYTES {
-                self.open_batch(first.take(), start..position + 1, count, changes);
+                self.open_batch(first.take(), start..position + 1, count, changes)?;
                 (start, count, bytes) = (position + 1, 0, 0);
             }
         }
-        self.open_batch(first, start..positions.end, count, changes);
+        self.open_batch(first, start..positions.end, count, changes)?;
         self.book.written_through = self.next_arrival;
+        Ok(())
     }
 
     /// Writes the `count` waiting entries at `positions`, the first of which arrived as
@@ -720,11 +729,11 @@ impl LabelJoin {
         positions: std::ops::Range<usize>,
         count: usize,
         changes: &mut Vec<(JoinRecord, Option<JoinValue>)>,
-    ) {
+    ) -> Result<(), StateError> {
         let Some(first) = first else {
-            return;
+            return Ok(());
         };
-        let value = self.encode_batch(positions, count);
+        let value = self.encode_batch(positions, count)?;
         self.book.batches.insert(
             first,
             BatchBook {
@@ -734,10 +743,15 @@ impl LabelJoin {
             },
         );
         changes.push((JoinRecord::Batch(first), Some(JoinValue::Batch(value))));
+        Ok(())
     }
 
     /// The state record value of the `count` waiting entries at `positions`.
-    fn encode_batch(&self, positions: std::ops::Range<usize>, count: usize) -> Vec<u8> {
+    fn encode_batch(
+        &self,
+        positions: std::ops::Range<usize>,
+        count: usize,
+    ) -> Result<Vec<u8>, StateError> {
         super::state::encode(&BatchView {
             join: self,
             positions,
@@ -747,7 +761,10 @@ impl LabelJoin {
 
     /// Accounts for the written entries that left: deletes emptied batches, rewrites mostly
     /// empty ones, and lists the rest in one removals record.
-    fn write_removals(&mut self, changes: &mut Vec<(JoinRecord, Option<JoinValue>)>) {
+    fn write_removals(
+        &mut self,
+        changes: &mut Vec<(JoinRecord, Option<JoinValue>)>,
+    ) -> Result<(), StateError> {
         let mut by_batch: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
         for arrival in std::mem::take(&mut self.book.removed) {
             // Every written entry is in the batch with the largest first arrival ≤ its own.
@@ -773,7 +790,7 @@ impl LabelJoin {
                     .clone()
                     .filter(|&p| self.entry_at(p).is_some())
                     .count();
-                let value = self.encode_batch(positions, count);
+                let value = self.encode_batch(positions, count)?;
                 self.book.release(&batch, changes);
                 self.book.batches.insert(
                     first,
@@ -801,6 +818,7 @@ impl LabelJoin {
                 Some(JoinValue::Removals(listed)),
             ));
         }
+        Ok(())
     }
 
     /// The queue positions of the batch starting at arrival `first`.
@@ -1292,8 +1310,33 @@ mod tests {
         }
         let entries = join.entries();
         assert!(entries.len() > 400, "{} waiting", entries.len());
-        let view = join.encode_batch(0..join.queue.len(), entries.len());
-        assert_eq!(view, crate::monitor::state::encode(&entries));
+        let view = join
+            .encode_batch(0..join.queue.len(), entries.len())
+            .expect("batch encodes");
+        assert_eq!(
+            view,
+            crate::monitor::state::encode(&entries).expect("entries encode")
+        );
+    }
+
+    #[test]
+    fn a_batch_whose_length_disagrees_with_its_entries_fails_to_encode() {
+        let mut join = LabelJoin::new(i64::MAX / 4, 1_000);
+        for i in 0..10_i64 {
+            join.offer_prediction(&prediction(&format!("p{i}"), i), None);
+        }
+        // One matched: its tombstone is skipped, so nine entries wait at ten positions.
+        join.offer_label(&label("p3", 3));
+        let positions = 0..join.queue.len();
+        assert!(join.encode_batch(positions.clone(), 9).is_ok());
+        for wrong in [8, 10] {
+            match join.encode_batch(positions.clone(), wrong) {
+                Err(StateError::Encode(message)) => {
+                    assert!(message.contains("join batch"), "{message}");
+                }
+                other => panic!("a batch of {wrong} encoded as {other:?}"),
+            }
+        }
     }
 
     #[test]
@@ -1381,7 +1424,7 @@ mod tests {
     type Log = BTreeMap<JoinRecord, JoinValue>;
 
     fn write(log: &mut Log, join: &mut LabelJoin) -> usize {
-        let changes = join.take_changes();
+        let changes = join.take_changes().expect("state encodes");
         let written = changes.len();
         for (record, value) in changes {
             match value {
@@ -1535,7 +1578,7 @@ mod tests {
             vec![(0, vec![1])],
         );
         assert_eq!(join.waiting(), 0);
-        let changes = join.take_changes();
+        let changes = join.take_changes().expect("state encodes");
         assert_eq!(changes.len(), 3, "{changes:?}");
         assert!(changes.iter().all(|(_, value)| value.is_none()));
         join.offer_prediction(&prediction("p", 0), None);
@@ -1581,7 +1624,7 @@ mod tests {
             event.prediction.label = Some(Cow::Owned(class));
             join.offer_prediction(&event, None);
         }
-        let changes = join.take_changes();
+        let changes = join.take_changes().expect("state encodes");
         assert!(changes.len() > 1, "{} records", changes.len());
         let mut total = 0;
         for (_, value) in &changes {

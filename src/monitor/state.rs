@@ -116,20 +116,35 @@ pub enum StateError {
     /// The key does not follow the state key layout.
     #[error("malformed state key {0:?}")]
     BadKey(String),
+    /// A value could not be written: a driftwatch bug. It is reported rather than written
+    /// as a record no restore could read, so the commit that would have carried it stops.
+    #[error("a state value failed to encode (a driftwatch bug; nothing of it was committed): {0}")]
+    Encode(String),
 }
 
 /// Encodes a state value: header, then postcard.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+///
+/// # Errors
+/// [`StateError::Encode`] when the value refuses to serialize. Our state types serialize
+/// infallibly into a growable buffer, except where a value checks itself while it is written
+/// (a join batch whose entries disagree with its length): a failure is a programming error,
+/// and the caller must not commit without the record. Writing an empty record instead would
+/// commit the offsets past events whose state no restore can read.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StateError> {
     let mut bytes = Vec::with_capacity(256);
     bytes.extend_from_slice(&MAGIC);
     bytes.extend_from_slice(&STATE_FORMAT_VERSION.to_le_bytes());
-    // Our state types serialize infallibly into a growable buffer (no maps with non-string
-    // key restrictions, no untagged enums, sequences of known length); a failure would be a
-    // programming error, so it degrades to an empty (refused on read) record, and test
-    // builds stop at it: an empty record is easy to miss in a test that never restores.
-    postcard::to_extend(value, bytes).unwrap_or_else(|error| {
-        debug_assert!(false, "a state value failed to encode: {error}");
-        Vec::new()
+    postcard::to_extend(value, bytes).map_err(|error| {
+        StateError::Encode(match error {
+            // Raised by the values that check themselves as they are written (a join batch
+            // whose entries disagree with its length); postcard drops their message.
+            postcard::Error::SerdeSerCustom => {
+                "a part whose contents disagree with the length written before them (a label \
+                 join batch)"
+                    .to_owned()
+            }
+            other => other.to_string(),
+        })
     })
 }
 
@@ -335,7 +350,7 @@ mod tests {
         let open: Vec<(i64, Vec<u32>, Sums)> = vec![(7, vec![0; counts], (0, 0.0, 0.0))];
         let closed: Vec<ClosedPane> = Vec::new();
         let totals = vec![0_u64; cells];
-        encode(&(cells, 3_i64, open, closed, totals, 0_u64, (0_u64, 0.0, 0.0)))
+        encode(&(cells, 3_i64, open, closed, totals, 0_u64, (0_u64, 0.0, 0.0))).expect("encodes")
     }
 
     #[test]
@@ -350,8 +365,24 @@ mod tests {
     }
 
     #[test]
+    fn a_value_that_fails_to_encode_is_an_error_not_an_empty_record() {
+        struct Refuses;
+        impl Serialize for Refuses {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("refused on purpose"))
+            }
+        }
+        let error = encode(&(1_u32, Refuses)).unwrap_err();
+        assert!(matches!(error, StateError::Encode(_)), "{error:?}");
+        let message = error.to_string();
+        assert!(message.contains("failed to encode"), "{message}");
+        assert!(message.contains("nothing of it was committed"), "{message}");
+        assert!(message.contains("disagree with the length"), "{message}");
+    }
+
+    #[test]
     fn another_format_version_is_refused_with_a_clear_message() {
-        let mut bytes = encode(&(1_u32, "x".to_owned()));
+        let mut bytes = encode(&(1_u32, "x".to_owned())).expect("encodes");
         assert_eq!(
             decode::<(u32, String)>(&bytes).unwrap(),
             (1, "x".to_owned())
@@ -379,7 +410,7 @@ mod tests {
         ));
         assert!(error.to_string().contains("new kafka.group_id"), "{error}");
         assert_eq!(decode::<u32>(b"{\"json\":1}"), Err(StateError::NotState));
-        let truncated = &encode(&(1_u32, "a long enough string".to_owned()))[..8];
+        let truncated = &encode(&(1_u32, "a long enough string".to_owned())).expect("encodes")[..8];
         assert!(matches!(
             decode::<(u32, String)>(truncated),
             Err(StateError::Corrupt(_))
