@@ -60,8 +60,9 @@ pub enum Command {
     Eval(EvalCommand),
     /// Compare a reference sample with a current one: PSI, JS, KS, Wasserstein or chi².
     Compare(CompareArgs),
-    /// Run the monitor over a recorded JSON Lines file (predictions and labels, each with
-    /// `"kind"`): alerts and retrain requests as JSON lines on stdout, exactly as live.
+    /// Run the monitor over recorded events, a JSON Lines file (predictions and labels, each
+    /// with `"kind"`) or an Avro object container file: alerts and retrain requests as JSON
+    /// lines on stdout, exactly as live.
     Replay(ReplayArgs),
     /// Build a reference profile of a model from its training data (CSV or JSON Lines);
     /// `run` and `replay` use it instead of a warm-up (`[[monitor.models]] baseline`).
@@ -110,7 +111,10 @@ pub struct ReplayArgs {
     /// Configuration file (its `[monitor]` section is used; defaults without one).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Recorded events, one JSON object per line, or `-` for standard input.
+    /// Recorded events, or `-` for standard input: JSON Lines (one event object per line), or
+    /// an Avro object container file (null, deflate or snappy codec) whose schema driftwatch's
+    /// PredictionEvent or LabelEvent schema can read, or a union of the two. Told apart by
+    /// the first bytes.
     #[arg(long)]
     pub input: PathBuf,
     /// Write an HTML report with drift scores and quality over time (inline SVG).

@@ -163,7 +163,7 @@ fn run_replay(args: &ReplayArgs) -> ExitCode {
     let counts = outcome.counts;
     info!(
         message = "Replay finished.",
-        lines = counts.lines,
+        records = counts.records,
         predictions = counts.predictions,
         labels = counts.labels,
         late = counts.late,

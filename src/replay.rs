@@ -1,21 +1,24 @@
-//! `driftwatch replay`: the same [`Engine`] as the service, driven by a recorded JSON Lines
-//! file instead of Kafka (DESIGN §7). Users tune thresholds with it before going live, and
-//! batch pipelines use its `--summary` as a drift report.
+//! `driftwatch replay`: the same [`Engine`] as the service, driven by a recorded file instead
+//! of Kafka (DESIGN §7). Users tune thresholds with it before going live, and batch pipelines
+//! use its `--summary` as a drift report.
 //!
-//! Owns: reading the file (one event per line, `"kind"` telling predictions from labels),
-//! writing outputs as JSON lines in the Avro JSON mirror, the per-model summary and the data
-//! of the HTML report. The engine sees line numbers as offsets and the file name as the topic,
-//! so retrain requests point at the lines to retrain on. Deterministic: the same file and
-//! settings give the same bytes.
+//! Owns: reading the file — JSON Lines (one event per line, `"kind"` telling predictions from
+//! labels) or an Avro object container file (its records through the codec's schema
+//! resolution) — writing outputs as JSON lines in the Avro JSON mirror, the per-model summary
+//! and the data of the HTML report. The engine sees line (or record) numbers as offsets and
+//! the file name as the topic, so retrain requests point at the lines to retrain on.
+//! Deterministic: the same file and settings give the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::codec::json;
-use crate::codec::EventKind;
+use apache_avro::types::Value;
+
+use crate::codec::{json, resolve, DecodeError, EventKind};
+use crate::event::Event;
 use crate::monitor::engine::Engine;
 use crate::monitor::model::{
     ModelStatus, Phase, QualityRecord, SourcePosition, FAIRNESS_SUBJECT, PERFORMANCE_SUBJECT,
@@ -28,6 +31,14 @@ use crate::report::{AlertMark, ModelReport, QualitySeries, ReportData, RetrainMa
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
+    /// An Avro container file could not be read (header, schema or a damaged block).
+    #[error("{path}: {detail}")]
+    Container {
+        /// The input file.
+        path: PathBuf,
+        /// What could not be read.
+        detail: String,
+    },
     /// The input could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -47,8 +58,8 @@ pub enum ReplayError {
 /// Counts of one replay.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ReplayCounts {
-    /// Lines read (blank lines excluded).
-    pub lines: u64,
+    /// Records read: non-blank lines of JSON Lines, or records of an Avro container file.
+    pub records: u64,
     /// Prediction events accepted.
     pub predictions: u64,
     /// Label events.
@@ -57,7 +68,7 @@ pub struct ReplayCounts {
     pub late: u64,
     /// Predictions too far ahead in event time (dropped, as live).
     pub too_far_ahead: u64,
-    /// Lines that are not a valid event (reported on stderr, skipped).
+    /// Lines or records that are not a valid event (reported on stderr, skipped).
     pub malformed: u64,
     /// Alerts emitted.
     pub alerts: u64,
@@ -145,12 +156,18 @@ pub struct ReplayOutcome {
     pub report: Option<ReportData>,
 }
 
-/// Replays `input` (JSON Lines, `-` for stdin) through a fresh engine. Outputs go to `out`
-/// as JSON lines unless `write_outputs` is false; malformed lines are reported on stderr
-/// (the first few in full) and skipped, like the dead-letter topic does live.
+/// The first bytes of an Avro object container file (the Avro specification's "Object
+/// Container Files"); no JSON text starts with them.
+const AVRO_CONTAINER_MAGIC: [u8; 4] = *b"Obj\x01";
+
+/// Replays `input` (JSON Lines or an Avro object container file, told apart by the file's
+/// first bytes; `-` for stdin) through a fresh engine. Outputs go to `out` as JSON lines
+/// unless `write_outputs` is false; malformed lines or records are reported on stderr (the
+/// first few in full) and skipped, like the dead-letter topic does live.
 ///
 /// # Errors
-/// Unreadable input, unwritable output, or unusable settings.
+/// Unreadable input (for a container file: a header, schema or block that cannot be read),
+/// unwritable output, or unusable settings.
 pub fn replay(
     settings: MonitorSettings,
     input: &Path,
@@ -158,59 +175,175 @@ pub fn replay(
     write_outputs: bool,
     collect_report: bool,
 ) -> Result<ReplayOutcome, ReplayError> {
-    let mut engine = Engine::new(settings).map_err(ReplayError::Settings)?;
-    let reader = crate::tools::lines::open(input).map_err(|error| match error {
+    let engine = Engine::new(settings).map_err(ReplayError::Settings)?;
+    let io_error = |source| ReplayError::Io {
+        path: input.to_owned(),
+        source,
+    };
+    let mut reader = crate::tools::lines::open(input).map_err(|error| match error {
         crate::tools::lines::InputError::Io { path, source } => ReplayError::Io { path, source },
-        other => ReplayError::Io {
-            path: input.to_owned(),
-            source: std::io::Error::other(other.to_string()),
-        },
+        other => io_error(std::io::Error::other(other.to_string())),
     })?;
-    let topic = input.display().to_string();
-    let mut counts = ReplayCounts::default();
-    let mut fired: BTreeMap<(String, String), BTreeMap<String, u64>> = BTreeMap::new();
-    let mut retrains: BTreeMap<(String, String), u64> = BTreeMap::new();
-    let mut collector = collect_report.then(ReportCollector::default);
-    let mut line_number = 0_i64;
-    for line in reader.split(b'\n') {
-        let line = line.map_err(|source| ReplayError::Io {
-            path: input.to_owned(),
-            source,
-        })?;
-        line_number += 1;
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        counts.lines += 1;
-        let event = match json::decode_event(&line, EventKind::Prediction) {
-            Ok(event) => event,
-            Err(error) => {
-                counts.malformed += 1;
-                if counts.malformed <= 10 {
-                    tracing::warn!(
-                        message = "Skipped a malformed line.",
-                        file = %input.display(),
-                        line = line_number,
-                        reason = error.reason(),
-                        %error
-                    );
-                }
+    // Four bytes tell the formats apart; they are read off and put back in front, so stdin
+    // works as well as a file.
+    let mut head = Vec::with_capacity(AVRO_CONTAINER_MAGIC.len());
+    (&mut reader)
+        .take(AVRO_CONTAINER_MAGIC.len() as u64)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
+    let container = head == AVRO_CONTAINER_MAGIC;
+    let source = std::io::BufReader::new(std::io::Cursor::new(head).chain(reader));
+    let mut run = Run {
+        engine,
+        topic: input.display().to_string(),
+        input,
+        out,
+        write_outputs,
+        counts: ReplayCounts::default(),
+        fired: BTreeMap::new(),
+        retrains: BTreeMap::new(),
+        collector: collect_report.then(ReportCollector::default),
+    };
+    if container {
+        run.container(source)?;
+    } else {
+        run.lines(source)?;
+    }
+    run.finish()
+}
+
+/// One replay in progress.
+struct Run<'a> {
+    engine: Engine,
+    /// The input's name, as the engine's topic.
+    topic: String,
+    input: &'a Path,
+    out: &'a mut dyn Write,
+    write_outputs: bool,
+    counts: ReplayCounts,
+    /// FIRING alerts per (model, version) and subject.
+    fired: BTreeMap<(String, String), BTreeMap<String, u64>>,
+    /// Retrain requests per (model, version).
+    retrains: BTreeMap<(String, String), u64>,
+    collector: Option<ReportCollector>,
+}
+
+impl Run<'_> {
+    /// Reads JSON Lines: one event per non-blank line, its number as its offset.
+    fn lines(&mut self, source: impl BufRead) -> Result<(), ReplayError> {
+        let mut line_number = 0_i64;
+        for line in source.split(b'\n') {
+            let line = line.map_err(|source| ReplayError::Io {
+                path: self.input.to_owned(),
+                source,
+            })?;
+            line_number += 1;
+            if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            self.counts.records += 1;
+            match json::decode_event(&line, EventKind::Prediction) {
+                Ok(event) => self.event(&event, line_number)?,
+                Err(error) => self.malformed(false, line_number, &error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads an Avro object container file: its records, with their writer schema (ours or
+    /// any our reader schema can read; a union of a prediction and a label schema mixes
+    /// both), each record's number in the file as its offset.
+    fn container(&mut self, source: impl Read) -> Result<(), ReplayError> {
+        let unreadable = |detail: String| ReplayError::Container {
+            path: self.input.to_owned(),
+            detail,
         };
+        let mut records = apache_avro::Reader::new(source)
+            .map_err(|e| unreadable(format!("not a readable Avro object container file: {e}")))?;
+        let kinds = resolve::container_kinds(records.writer_schema()).map_err(|detail| {
+            unreadable(format!(
+                "its records cannot be read as driftwatch events: their schema is {detail}"
+            ))
+        })?;
+        let mut number = 0_i64;
+        loop {
+            // apache-avro reads blocks a damaged file describes; should one make it panic,
+            // that is a damaged input to report, not a reason to stop without a word.
+            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| records.next()));
+            number += 1;
+            let value = match next {
+                Ok(None) => return Ok(()),
+                Ok(Some(Ok(value))) => value,
+                Ok(Some(Err(error))) => {
+                    return Err(ReplayError::Container {
+                        path: self.input.to_owned(),
+                        detail: format!(
+                            "record {number} does not read ({error}); a container cannot be \
+                             read past a damaged block"
+                        ),
+                    })
+                }
+                Err(_) => {
+                    return Err(ReplayError::Container {
+                        path: self.input.to_owned(),
+                        detail: format!("the Avro reader failed at record {number}"),
+                    })
+                }
+            };
+            self.counts.records += 1;
+            let (kind, value) = match (&kinds, value) {
+                (resolve::ContainerKinds::Single(kind), value) => (Some(*kind), value),
+                (resolve::ContainerKinds::Union(kinds), Value::Union(branch, inner)) => {
+                    (kinds.get(branch as usize).copied().flatten(), *inner)
+                }
+                (resolve::ContainerKinds::Union(_), other) => (None, other),
+            };
+            let event = kind
+                .ok_or_else(|| DecodeError::InvalidValue {
+                    field: "(record)".to_owned(),
+                    detail: "a branch of the file's union that is neither a prediction nor a \
+                             label event"
+                        .to_owned(),
+                })
+                .and_then(|kind| resolve::event_from_value(value, kind));
+            match event {
+                Ok(event) => self.event(&event, number)?,
+                Err(error) => self.malformed(true, number, &error),
+            }
+        }
+    }
+
+    /// Counts and reports a line (`in_container` false) or a container's record that is not
+    /// an event (the first ten in full).
+    fn malformed(&mut self, in_container: bool, number: i64, error: &DecodeError) {
+        self.counts.malformed += 1;
+        if self.counts.malformed > 10 {
+            return;
+        }
+        let (file, reason) = (self.input.display(), error.reason());
+        if in_container {
+            tracing::warn!(message = "Skipped a malformed record.", %file, record = number, reason, %error);
+        } else {
+            tracing::warn!(message = "Skipped a malformed line.", %file, line = number, reason, %error);
+        }
+    }
+
+    /// Runs one event through the engine, at `offset` of the input, and writes what it caused.
+    fn event(&mut self, event: &Event<'_>, offset: i64) -> Result<(), ReplayError> {
         let source = SourcePosition {
-            topic: &topic,
+            topic: &self.topic,
             partition: 0,
-            offset: line_number,
+            offset,
             written_at: None,
         };
-        engine.process(&event, source);
-        for output in engine.drain_outputs() {
+        self.engine.process(event, source);
+        for output in self.engine.drain_outputs() {
             let bytes = match &output {
                 Output::Alert(alert) => {
-                    counts.alerts += 1;
+                    self.counts.alerts += 1;
                     if alert.state == AlertState::Firing {
-                        *fired
+                        *self
+                            .fired
                             .entry((alert.model_id.clone(), alert.model_version.clone()))
                             .or_default()
                             .entry(alert.subject.clone())
@@ -219,52 +352,61 @@ pub fn replay(
                     json::alert_to_json(alert)
                 }
                 Output::Retrain(request) => {
-                    counts.retrain_requests += 1;
-                    *retrains
+                    self.counts.retrain_requests += 1;
+                    *self
+                        .retrains
                         .entry((request.model_id.clone(), request.model_version.clone()))
                         .or_default() += 1;
                     json::retrain_to_json(request)
                 }
             };
-            if let Some(collector) = collector.as_mut() {
+            if let Some(collector) = self.collector.as_mut() {
                 collector.output(&output);
             }
-            if write_outputs {
-                out.write_all(&bytes).map_err(ReplayError::Output)?;
-                out.write_all(b"\n").map_err(ReplayError::Output)?;
+            if self.write_outputs {
+                self.out.write_all(&bytes).map_err(ReplayError::Output)?;
+                self.out.write_all(b"\n").map_err(ReplayError::Output)?;
             }
         }
-        let evaluations = engine.drain_evaluations();
-        let quality = engine.drain_quality();
-        if let Some(collector) = collector.as_mut() {
+        let evaluations = self.engine.drain_evaluations();
+        let quality = self.engine.drain_quality();
+        if let Some(collector) = self.collector.as_mut() {
             collector.evaluations(&evaluations);
             collector.quality(&quality);
         }
+        Ok(())
     }
-    out.flush().map_err(ReplayError::Output)?;
-    let engine_counts = engine.counters();
-    counts.predictions = engine_counts.predictions;
-    counts.labels = engine_counts.labels;
-    counts.late = engine_counts.late;
-    counts.too_far_ahead = engine_counts.too_far_ahead;
-    let statuses = engine.status();
-    let summaries = statuses
-        .iter()
-        .map(|status| {
-            let key = (status.model_id.clone(), status.model_version.clone());
-            summarize(
-                status,
-                fired.get(&key),
-                retrains.get(&key).copied().unwrap_or(0),
-            )
+
+    /// The counts, summaries and report once the input is read.
+    fn finish(self) -> Result<ReplayOutcome, ReplayError> {
+        self.out.flush().map_err(ReplayError::Output)?;
+        let mut counts = self.counts;
+        let engine_counts = self.engine.counters();
+        counts.predictions = engine_counts.predictions;
+        counts.labels = engine_counts.labels;
+        counts.late = engine_counts.late;
+        counts.too_far_ahead = engine_counts.too_far_ahead;
+        let statuses = self.engine.status();
+        let summaries = statuses
+            .iter()
+            .map(|status| {
+                let key = (status.model_id.clone(), status.model_version.clone());
+                summarize(
+                    status,
+                    self.fired.get(&key),
+                    self.retrains.get(&key).copied().unwrap_or(0),
+                )
+            })
+            .collect();
+        let report = self
+            .collector
+            .map(|c| c.finish(&self.topic, counts.records, &statuses));
+        Ok(ReplayOutcome {
+            counts,
+            summaries,
+            report,
         })
-        .collect();
-    let report = collector.map(|c| c.finish(&topic, counts.lines, &statuses));
-    Ok(ReplayOutcome {
-        counts,
-        summaries,
-        report,
-    })
+    }
 }
 
 fn summarize(

@@ -1331,6 +1331,183 @@ fn replay_prints_the_live_outputs_deterministically_and_skips_bad_lines() {
     assert_eq!(run(&args).stdout, output.stdout);
 }
 
+/// The events of `jsonl` (lines that do not decode are left out) as an Avro object container
+/// file written with `codec`, whose schema is the union of driftwatch's prediction and label
+/// schemas (each with an extra field, as an evolved producer's) and a third record type; every
+/// `foreign_every`-th record is of that third type.
+fn avro_container(jsonl: &str, codec: apache_avro::Codec, foreign_every: usize) -> Vec<u8> {
+    use apache_avro::reader::datum::GenericDatumReader;
+    use apache_avro::types::Value as Avro;
+    use driftwatch::codec::{encode_label_avro, encode_prediction_avro, json, EventKind};
+    use driftwatch::event::Event;
+
+    let ours = |name: &str| {
+        std::fs::read_to_string(format!("{}/schemas/{name}", env!("CARGO_MANIFEST_DIR")))
+            .expect("schema file")
+    };
+    let foreign =
+        r#"{"type": "record", "name": "Heartbeat", "fields": [{"name": "at", "type": "long"}]}"#;
+    let union = apache_avro::Schema::parse_str(&format!(
+        "[{}, {}, {foreign}]",
+        ours("prediction_event.avsc"),
+        ours("label_event.avsc")
+    ))
+    .expect("a union of the three");
+    let apache_avro::Schema::Union(branches) = &union else {
+        panic!("not a union")
+    };
+    let branches = branches.variants().to_vec();
+    // An evolved writer: a field of the producer's own after ours (the reader skips it).
+    let evolve = |value: Avro| match value {
+        Avro::Record(mut fields) => {
+            fields.push(("producer_host".to_owned(), Avro::String("web-7".to_owned())));
+            Avro::Record(fields)
+        }
+        other => other,
+    };
+    let mut evolved: Vec<apache_avro::Schema> = Vec::new();
+    for text in [ours("prediction_event.avsc"), ours("label_event.avsc")] {
+        let mut schema: serde_json::Value = serde_json::from_str(&text).expect("avsc is JSON");
+        schema["fields"]
+            .as_array_mut()
+            .expect("fields")
+            .push(serde_json::json!({"name": "producer_host", "type": "string", "default": ""}));
+        evolved.push(apache_avro::Schema::parse_str(&schema.to_string()).expect("evolved"));
+    }
+    let writer_union = apache_avro::Schema::parse_str(&format!(
+        "[{}, {}, {foreign}]",
+        serde_json::to_string(&evolved[0]).expect("schema"),
+        serde_json::to_string(&evolved[1]).expect("schema")
+    ))
+    .expect("the evolved union");
+    let mut writer = apache_avro::Writer::with_codec(&writer_union, Vec::new(), codec)
+        .expect("a container writer");
+    let mut count = 0;
+    for line in jsonl.lines() {
+        let Ok(event) = json::decode_event(line.as_bytes(), EventKind::Prediction) else {
+            continue;
+        };
+        count += 1;
+        if foreign_every > 0 && count % foreign_every == 0 {
+            let heartbeat = Avro::Record(vec![("at".to_owned(), Avro::Long(count as i64))]);
+            writer
+                .append_value(Avro::Union(2, Box::new(heartbeat)))
+                .expect("append");
+        }
+        let (branch, datum) = match &event {
+            Event::Prediction(p) => (0, encode_prediction_avro(p)),
+            Event::Label(l) => (1, encode_label_avro(l)),
+        };
+        let value = GenericDatumReader::builder(&branches[branch])
+            .build()
+            .and_then(|reader| reader.read_value(&mut datum.as_slice()))
+            .expect("our own encoding reads back");
+        writer
+            .append_value(Avro::Union(branch as u32, Box::new(evolve(value))))
+            .expect("append");
+    }
+    writer.into_inner().expect("the container")
+}
+
+#[test]
+fn replay_reads_avro_container_files_as_it_reads_json_lines() {
+    let jsonl = recorded_stream(20_000, 10_000);
+    let config = TempFile::new("replay.toml", REPLAY_CONFIG);
+    let from_lines = TempFile::new("events.jsonl", jsonl.as_bytes());
+    let expected = run(&[
+        "replay",
+        "--config",
+        config.arg(),
+        "--input",
+        from_lines.arg(),
+    ]);
+    assert_exit(&expected, 0);
+    assert!(
+        stdout(&expected).contains("\"subject\":\"price\""),
+        "the JSON Lines replay catches the drift"
+    );
+    for codec in [apache_avro::Codec::Null, apache_avro::Codec::Snappy] {
+        let container = TempFile::new("events.avro", &avro_container(&jsonl, codec, 0));
+        let output = run(&[
+            "replay",
+            "--config",
+            config.arg(),
+            "--input",
+            container.arg(),
+        ]);
+        assert_exit(&output, 0);
+        // Same events, same outputs, byte for byte (offsets are line numbers in one and
+        // record numbers in the other, so retrain requests' ranges differ: none here).
+        assert!(!stdout(&output).contains("retrain"), "{}", stdout(&output));
+        assert_eq!(stdout(&output), stdout(&expected), "{codec:?}");
+    }
+    // From standard input too, with records of a foreign type among them: each is skipped
+    // and reported with its number, and the rest replays as before.
+    let with_foreign = avro_container(&jsonl, apache_avro::Codec::Snappy, 1_000);
+    let output = run_with(
+        &mut driftwatch(),
+        &["replay", "--config", config.arg(), "--input", "-"],
+        Some(&with_foreign),
+    );
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output), stdout(&expected));
+    let errors = stderr(&output);
+    assert!(errors.contains("record=1000 "), "{errors}");
+    assert!(
+        errors.contains("neither a prediction nor a label"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn replay_refuses_a_damaged_or_foreign_avro_container_with_the_reason() {
+    let jsonl = recorded_stream(2_000, 1_000);
+    let config = TempFile::new("replay.toml", REPLAY_CONFIG);
+    // A damaged block: the bytes of one record overwritten in the middle of the file.
+    let mut damaged = avro_container(&jsonl, apache_avro::Codec::Null, 0);
+    let middle = damaged.len() / 2;
+    damaged[middle..middle + 64].fill(0xff);
+    // Cut short: the last block ends early.
+    let whole = avro_container(&jsonl, apache_avro::Codec::Snappy, 0);
+    let truncated = whole[..whole.len() - 100].to_vec();
+    for (name, bytes, reason) in [
+        ("damaged", damaged, "cannot be read past a damaged block"),
+        (
+            "truncated",
+            truncated,
+            "cannot be read past a damaged block",
+        ),
+    ] {
+        let file = TempFile::new(&format!("{name}.avro"), &bytes);
+        let output = run(&["replay", "--config", config.arg(), "--input", file.arg()]);
+        assert_exit(&output, 2);
+        let errors = stderr(&output);
+        assert!(errors.contains(reason), "{name}: {errors}");
+        assert!(!errors.contains("panicked"), "{name}: {errors}");
+    }
+    // A container of something else: refused at once, naming why.
+    let schema = apache_avro::Schema::parse_str(
+        r#"{"type": "record", "name": "Click", "fields": [{"name": "url", "type": "string"}]}"#,
+    )
+    .expect("schema");
+    let mut writer = apache_avro::Writer::new(&schema, Vec::new()).expect("writer");
+    writer
+        .append_value(apache_avro::types::Value::Record(vec![(
+            "url".to_owned(),
+            apache_avro::types::Value::String("/".to_owned()),
+        )]))
+        .expect("append");
+    let clicks = TempFile::new("clicks.avro", &writer.into_inner().expect("container"));
+    let output = run(&["replay", "--config", config.arg(), "--input", clicks.arg()]);
+    assert_exit(&output, 2);
+    let errors = stderr(&output);
+    assert!(
+        errors.contains("cannot be read as driftwatch events"),
+        "{errors}"
+    );
+    assert!(errors.contains("not a prediction"), "{errors}");
+}
+
 #[test]
 fn replay_summary_follows_its_json_schema() {
     let schema: Value = serde_json::from_str(

@@ -260,6 +260,17 @@ pub fn decode_resolved(
             count: rest.len(),
         });
     }
+    event_from_value(value, kind)
+}
+
+/// The `kind` event in `value`, a datum as read with its writer schema (e.g. a record of an
+/// Avro object container file), through apache-avro's resolution to our reader schema.
+/// Features come out sorted by name, as in [`decode_resolved`].
+///
+/// # Errors
+/// `invalid_value` when the value cannot be resolved to our schema or a field has another
+/// type than ours.
+pub fn event_from_value(value: Value, kind: EventKind) -> Result<Event<'static>, DecodeError> {
     let value = value
         .resolve(reader_schema(kind))
         .map_err(|e| DecodeError::InvalidValue {
@@ -324,6 +335,56 @@ pub fn decode_resolved(
                 label,
             }))
         }
+    }
+}
+
+/// What the records of an Avro object container file written with one schema are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContainerKinds {
+    /// Every record is a `kind` event.
+    Single(EventKind),
+    /// The schema is a union: the record's branch tells its kind (`None`: a branch that is
+    /// neither, whose records are refused one by one).
+    Union(Vec<Option<EventKind>>),
+}
+
+/// Which events the records written with `writer` are: predictions when our prediction
+/// schema can read them, labels when our label schema can, and for a union, each branch so.
+///
+/// # Errors
+/// A description naming both incompatibilities when `writer` (or every branch of it) is
+/// neither.
+pub fn container_kinds(writer: &Schema) -> Result<ContainerKinds, String> {
+    let kind_of = |schema: &Schema| -> Result<EventKind, String> {
+        let as_prediction = SchemaCompatibility::can_read(schema, prediction_event_schema());
+        if as_prediction.is_ok() {
+            return Ok(EventKind::Prediction);
+        }
+        let as_label = SchemaCompatibility::can_read(schema, label_event_schema());
+        if as_label.is_ok() {
+            return Ok(EventKind::Label);
+        }
+        Err(format!(
+            "not a prediction ({}) nor a label ({})",
+            as_prediction
+                .err()
+                .map_or_else(String::new, |e| e.to_string()),
+            as_label.err().map_or_else(String::new, |e| e.to_string())
+        ))
+    };
+    match writer {
+        Schema::Union(union) => {
+            let kinds: Vec<Option<EventKind>> = union
+                .variants()
+                .iter()
+                .map(|branch| kind_of(branch).ok())
+                .collect();
+            if kinds.iter().all(Option::is_none) {
+                return Err("no branch of its union is a prediction or a label event".to_owned());
+            }
+            Ok(ContainerKinds::Union(kinds))
+        }
+        other => kind_of(other).map(ContainerKinds::Single),
     }
 }
 
@@ -709,6 +770,39 @@ mod tests {
     use super::*;
     use crate::codec::avro::encode_prediction_avro;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_container_schema_tells_its_records_kinds() {
+        let text = |schema: &Schema| schema.canonical_form();
+        let (ours, theirs) = (prediction_event_schema(), label_event_schema());
+        assert_eq!(
+            container_kinds(ours),
+            Ok(ContainerKinds::Single(EventKind::Prediction))
+        );
+        assert_eq!(
+            container_kinds(theirs),
+            Ok(ContainerKinds::Single(EventKind::Label))
+        );
+        let other =
+            r#"{"type": "record", "name": "Click", "fields": [{"name": "url", "type": "string"}]}"#;
+        let union = Schema::parse_str(&format!("[{}, {}, {other}]", text(theirs), text(ours)))
+            .expect("a union");
+        assert_eq!(
+            container_kinds(&union),
+            Ok(ContainerKinds::Union(vec![
+                Some(EventKind::Label),
+                Some(EventKind::Prediction),
+                None
+            ]))
+        );
+        let error = container_kinds(&Schema::parse_str(other).expect("a record")).unwrap_err();
+        assert!(
+            error.contains("not a prediction") && error.contains("nor a label"),
+            "{error}"
+        );
+        let only_others = Schema::parse_str(&format!("[\"long\", {other}]")).expect("a union");
+        assert!(container_kinds(&only_others).is_err());
+    }
 
     /// Sorts by key and keeps the last of repeated keys, as a map does.
     fn as_map<V>(list: &mut Vec<(Cow<'static, str>, V)>) {
