@@ -1426,7 +1426,11 @@ fn replay_reads_avro_container_files_as_it_reads_json_lines() {
         stdout(&expected).contains("\"subject\":\"price\""),
         "the JSON Lines replay catches the drift"
     );
-    for codec in [apache_avro::Codec::Null, apache_avro::Codec::Snappy] {
+    for codec in [
+        apache_avro::Codec::Null,
+        apache_avro::Codec::Deflate(apache_avro::DeflateSettings::default()),
+        apache_avro::Codec::Snappy,
+    ] {
         let container = TempFile::new("events.avro", &avro_container(&jsonl, codec, 0));
         let output = run(&[
             "replay",
