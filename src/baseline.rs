@@ -10,20 +10,19 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{json, EventKind};
 use crate::event::{Event, FeatureValue, Prediction, PredictionEvent};
 use crate::monitor::feature::Reference;
 use crate::monitor::join::{JoinedOutcome, LabelJoin, PredictionSummary, Truth};
 use crate::monitor::model::{BaselineState, ModelMonitor, SourcePosition};
 use crate::monitor::performance::PerformanceTracker;
 use crate::monitor::settings::{FeatureKind, MonitorSettings};
+use crate::tools::events::{self, EventsError, Position};
 
 /// Name in every baseline file, so a wrong file is refused with a clear message.
 pub const FORMAT: &str = "driftwatch-baseline";
@@ -51,6 +50,20 @@ pub enum BaselineError {
         /// What is wrong.
         message: String,
     },
+    /// A record of an Avro container file of training data is unusable.
+    #[error("{path}: record {record}: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// 1-based record number.
+        record: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// The training data could not be read (an I/O error, or an Avro container file's
+    /// header, schema or damaged block).
+    #[error(transparent)]
+    Events(#[from] EventsError),
     /// The data or options cannot make a baseline.
     #[error("{0}")]
     Invalid(String),
@@ -67,7 +80,8 @@ pub enum BaselineError {
 /// Options of `driftwatch baseline`.
 #[derive(Debug, Clone)]
 pub struct BaselineOptions {
-    /// Training data: `.csv` (by extension) or JSON Lines.
+    /// Training data: `.csv` (by extension), JSON Lines of events, or an Avro object
+    /// container file of events.
     pub input: PathBuf,
     /// Model id (CSV: required; JSONL: taken from the events when absent).
     pub model_id: Option<String>,
@@ -178,7 +192,7 @@ pub fn build(
             sample.offer(row);
         })?;
     } else {
-        read_jsonl(options, progress, &mut |row| {
+        read_events(options, progress, &mut |row| {
             let model = model_id
                 .get_or_insert_with(|| row.event.model_id.to_string())
                 .clone();
@@ -328,41 +342,39 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BaselineError + '_ {
     }
 }
 
-/// Reads JSON Lines: prediction events (with or without `"kind"`), and label events joined
-/// to them by event id for the reference quality.
-fn read_jsonl(
+/// Reads recorded events (JSON Lines, with or without `"kind"`, or an Avro object container
+/// file; see [`events`]): prediction events, and label events joined to them by event id for
+/// the reference quality.
+fn read_events(
     options: &BaselineOptions,
     progress: &mut dyn FnMut(u64),
     row_sink: &mut dyn FnMut(Row) -> Result<(), String>,
 ) -> Result<(), BaselineError> {
     let path = &options.input;
-    let reader = crate::tools::lines::open(path).map_err(|e| BaselineError::Io {
-        path: path.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
     // Predictions wait here for their label; a training file is finite, so everything is
     // settled at the end of the file.
     let mut join = LabelJoin::new(i64::MAX, usize::MAX);
     let mut pending: BTreeMap<String, (u64, PredictionEvent<'static>)> = BTreeMap::new();
     let mut truths: BTreeMap<String, Truth> = BTreeMap::new();
-    let mut bytes = 0_u64;
     let mut order = 0_u64;
-    for (index, line) in reader.split(b'\n').enumerate() {
-        let line = line.map_err(io_error(path))?;
-        bytes += line.len() as u64 + 1;
-        if index % 4096 == 0 {
+    let (mut items, mut last_bytes) = (0_u64, 0_u64);
+    events::for_each_event(path, |position, bytes, event| {
+        if items % 4096 == 0 {
             progress(bytes);
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let number = index as u64 + 1;
-        let event = json::decode_event(&line, EventKind::Prediction).map_err(|error| {
-            BaselineError::Input {
+        items += 1;
+        last_bytes = bytes;
+        let event = event.map_err(|error| match position {
+            Position::Line(line) => BaselineError::Input {
                 path: path.clone(),
-                line: number,
+                line,
                 message: error.to_string(),
-            }
+            },
+            Position::Record(record) => BaselineError::Record {
+                path: path.clone(),
+                record,
+                message: error.to_string(),
+            },
         })?;
         match event {
             Event::Prediction(prediction) => {
@@ -379,8 +391,9 @@ fn read_jsonl(
                 }
             }
         }
-    }
-    progress(bytes);
+        Ok::<(), BaselineError>(())
+    })?;
+    progress(last_bytes);
     let mut rows: Vec<(u64, Row)> = pending
         .into_iter()
         .map(|(id, (order, event))| {
@@ -835,9 +848,52 @@ mod tests {
         let accuracy = baseline
             .state
             .reference_quality
+            .as_ref()
             .unwrap()
             .accuracy()
             .unwrap();
         assert!((accuracy - 2.0 / 3.0).abs() < 1e-12, "{accuracy}");
+
+        // The same events in an Avro object container file (a union of our two schemas, as a
+        // mixed export is written) make the same baseline.
+        let union = apache_avro::Schema::parse_str(&format!(
+            "[{}, {}]",
+            crate::codec::avro::prediction_event_schema().canonical_form(),
+            crate::codec::avro::label_event_schema().canonical_form()
+        ))
+        .unwrap();
+        let apache_avro::Schema::Union(branches) = &union else {
+            unreachable!("a union")
+        };
+        let branches = branches.variants().to_vec();
+        let mut writer =
+            apache_avro::Writer::with_codec(&union, Vec::new(), apache_avro::Codec::Snappy)
+                .unwrap();
+        for line in text.lines() {
+            let event = crate::codec::json::decode_event(
+                line.as_bytes(),
+                crate::codec::EventKind::Prediction,
+            )
+            .unwrap();
+            let (branch, datum) = match &event {
+                Event::Prediction(p) => (0, crate::codec::encode_prediction_avro(p)),
+                Event::Label(l) => (1, crate::codec::encode_label_avro(l)),
+            };
+            let value = apache_avro::reader::datum::GenericDatumReader::builder(&branches[branch])
+                .build()
+                .and_then(|reader| reader.read_value(&mut datum.as_slice()))
+                .unwrap();
+            writer
+                .append_value(apache_avro::types::Value::Union(
+                    branch as u32,
+                    Box::new(value),
+                ))
+                .unwrap();
+        }
+        let container = path.with_file_name("train.avro");
+        std::fs::write(&container, writer.into_inner().unwrap()).unwrap();
+        opts.input = container;
+        let from_container = build(&opts, &MonitorSettings::default(), &mut |_| {}).unwrap();
+        assert_eq!(from_container, baseline);
     }
 }

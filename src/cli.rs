@@ -72,8 +72,9 @@ pub enum Command {
 /// Arguments of `baseline`.
 #[derive(Debug, Args)]
 pub struct BaselineArgs {
-    /// Training data: `.csv` with a header (one column per feature), or JSON Lines of
-    /// prediction events (label events in the same file give the reference quality).
+    /// Training data: `.csv` with a header (one column per feature), or JSON Lines or an Avro
+    /// object container file of prediction events (label events in the same file give the
+    /// reference quality).
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the baseline (JSON).

@@ -10,14 +10,12 @@
 //! Deterministic: the same file and settings give the same bytes.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 use serde::Serialize;
 
-use apache_avro::types::Value;
-
-use crate::codec::{json, resolve, DecodeError, EventKind};
+use crate::codec::{json, DecodeError};
 use crate::event::Event;
 use crate::monitor::engine::Engine;
 use crate::monitor::model::{
@@ -27,26 +25,15 @@ use crate::monitor::model::{
 use crate::monitor::output::{AlertState, Output};
 use crate::monitor::settings::MonitorSettings;
 use crate::report::{AlertMark, ModelReport, QualitySeries, ReportData, RetrainMark, ScoreSeries};
+use crate::tools::events::{self, EventsError, Position};
 
 /// Why a replay could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
-    /// An Avro container file could not be read (header, schema or a damaged block).
-    #[error("{path}: {detail}")]
-    Container {
-        /// The input file.
-        path: PathBuf,
-        /// What could not be read.
-        detail: String,
-    },
-    /// The input could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The input file.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
+    /// The input could not be read (an I/O error, or an Avro container file's header,
+    /// schema or damaged block).
+    #[error(transparent)]
+    Input(#[from] EventsError),
     /// Writing the outputs failed (e.g. a closed pipe).
     #[error("writing outputs: {0}")]
     Output(std::io::Error),
@@ -156,10 +143,6 @@ pub struct ReplayOutcome {
     pub report: Option<ReportData>,
 }
 
-/// The first bytes of an Avro object container file (the Avro specification's "Object
-/// Container Files"); no JSON text starts with them.
-const AVRO_CONTAINER_MAGIC: [u8; 4] = *b"Obj\x01";
-
 /// Replays `input` (JSON Lines or an Avro object container file, told apart by the file's
 /// first bytes; `-` for stdin) through a fresh engine. Outputs go to `out` as JSON lines
 /// unless `write_outputs` is false; malformed lines or records are reported on stderr (the
@@ -176,23 +159,6 @@ pub fn replay(
     collect_report: bool,
 ) -> Result<ReplayOutcome, ReplayError> {
     let engine = Engine::new(settings).map_err(ReplayError::Settings)?;
-    let io_error = |source| ReplayError::Io {
-        path: input.to_owned(),
-        source,
-    };
-    let mut reader = crate::tools::lines::open(input).map_err(|error| match error {
-        crate::tools::lines::InputError::Io { path, source } => ReplayError::Io { path, source },
-        other => io_error(std::io::Error::other(other.to_string())),
-    })?;
-    // Four bytes tell the formats apart; they are read off and put back in front, so stdin
-    // works as well as a file.
-    let mut head = Vec::with_capacity(AVRO_CONTAINER_MAGIC.len());
-    (&mut reader)
-        .take(AVRO_CONTAINER_MAGIC.len() as u64)
-        .read_to_end(&mut head)
-        .map_err(io_error)?;
-    let container = head == AVRO_CONTAINER_MAGIC;
-    let source = std::io::BufReader::new(std::io::Cursor::new(head).chain(reader));
     let mut run = Run {
         engine,
         topic: input.display().to_string(),
@@ -204,11 +170,17 @@ pub fn replay(
         retrains: BTreeMap::new(),
         collector: collect_report.then(ReportCollector::default),
     };
-    if container {
-        run.container(source)?;
-    } else {
-        run.lines(source)?;
-    }
+    events::for_each_event(input, |position, _, event| {
+        run.counts.records += 1;
+        match event {
+            // Lines and records are numbered from 1: the engine's offsets.
+            Ok(event) => run.event(&event, position.number() as i64),
+            Err(error) => {
+                run.malformed(position, &error);
+                Ok(())
+            }
+        }
+    })?;
     run.finish()
 }
 
@@ -229,102 +201,20 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Reads JSON Lines: one event per non-blank line, its number as its offset.
-    fn lines(&mut self, source: impl BufRead) -> Result<(), ReplayError> {
-        let mut line_number = 0_i64;
-        for line in source.split(b'\n') {
-            let line = line.map_err(|source| ReplayError::Io {
-                path: self.input.to_owned(),
-                source,
-            })?;
-            line_number += 1;
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
-            }
-            self.counts.records += 1;
-            match json::decode_event(&line, EventKind::Prediction) {
-                Ok(event) => self.event(&event, line_number)?,
-                Err(error) => self.malformed(false, line_number, &error),
-            }
-        }
-        Ok(())
-    }
-
-    /// Reads an Avro object container file: its records, with their writer schema (ours or
-    /// any our reader schema can read; a union of a prediction and a label schema mixes
-    /// both), each record's number in the file as its offset.
-    fn container(&mut self, source: impl Read) -> Result<(), ReplayError> {
-        let unreadable = |detail: String| ReplayError::Container {
-            path: self.input.to_owned(),
-            detail,
-        };
-        let mut records = apache_avro::Reader::new(source)
-            .map_err(|e| unreadable(format!("not a readable Avro object container file: {e}")))?;
-        let kinds = resolve::container_kinds(records.writer_schema()).map_err(|detail| {
-            unreadable(format!(
-                "its records cannot be read as driftwatch events: their schema is {detail}"
-            ))
-        })?;
-        let mut number = 0_i64;
-        loop {
-            // apache-avro reads blocks a damaged file describes; should one make it panic,
-            // that is a damaged input to report, not a reason to stop without a word.
-            let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| records.next()));
-            number += 1;
-            let value = match next {
-                Ok(None) => return Ok(()),
-                Ok(Some(Ok(value))) => value,
-                Ok(Some(Err(error))) => {
-                    return Err(ReplayError::Container {
-                        path: self.input.to_owned(),
-                        detail: format!(
-                            "record {number} does not read ({error}); a container cannot be \
-                             read past a damaged block"
-                        ),
-                    })
-                }
-                Err(_) => {
-                    return Err(ReplayError::Container {
-                        path: self.input.to_owned(),
-                        detail: format!("the Avro reader failed at record {number}"),
-                    })
-                }
-            };
-            self.counts.records += 1;
-            let (kind, value) = match (&kinds, value) {
-                (resolve::ContainerKinds::Single(kind), value) => (Some(*kind), value),
-                (resolve::ContainerKinds::Union(kinds), Value::Union(branch, inner)) => {
-                    (kinds.get(branch as usize).copied().flatten(), *inner)
-                }
-                (resolve::ContainerKinds::Union(_), other) => (None, other),
-            };
-            let event = kind
-                .ok_or_else(|| DecodeError::InvalidValue {
-                    field: "(record)".to_owned(),
-                    detail: "a branch of the file's union that is neither a prediction nor a \
-                             label event"
-                        .to_owned(),
-                })
-                .and_then(|kind| resolve::event_from_value(value, kind));
-            match event {
-                Ok(event) => self.event(&event, number)?,
-                Err(error) => self.malformed(true, number, &error),
-            }
-        }
-    }
-
-    /// Counts and reports a line (`in_container` false) or a container's record that is not
-    /// an event (the first ten in full).
-    fn malformed(&mut self, in_container: bool, number: i64, error: &DecodeError) {
+    /// Counts and reports an input that is not an event (the first ten in full).
+    fn malformed(&mut self, position: Position, error: &DecodeError) {
         self.counts.malformed += 1;
         if self.counts.malformed > 10 {
             return;
         }
         let (file, reason) = (self.input.display(), error.reason());
-        if in_container {
-            tracing::warn!(message = "Skipped a malformed record.", %file, record = number, reason, %error);
-        } else {
-            tracing::warn!(message = "Skipped a malformed line.", %file, line = number, reason, %error);
+        match position {
+            Position::Line(line) => {
+                tracing::warn!(message = "Skipped a malformed line.", %file, line, reason, %error);
+            }
+            Position::Record(record) => {
+                tracing::warn!(message = "Skipped a malformed record.", %file, record, reason, %error);
+            }
         }
     }
 
