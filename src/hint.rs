@@ -24,12 +24,25 @@ pub(crate) fn prefetch_read_all<T>(item: &T) {
     let size = std::mem::size_of::<T>();
     let mut offset = 0;
     while offset < size {
-        // SAFETY: `offset < size`, so the pointer stays inside `item`.
-        prefetch_read(unsafe { &*start.add(offset) });
+        prefetch_address(start.wrapping_add(offset));
         offset += 64;
     }
     if size > 0 {
-        // SAFETY: the last byte of `item`.
-        prefetch_read(unsafe { &*start.add(size - 1) });
+        prefetch_address(start.wrapping_add(size - 1));
     }
+}
+
+/// A read prefetch of the cache line holding `address`. Raw, so that no reference to a
+/// byte that may be padding is made; a prefetch never faults and reads nothing a program sees.
+#[inline(always)]
+fn prefetch_address(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no effect a program can observe, whatever the
+    // address. SSE is part of every x86-64 processor.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(address.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
 }

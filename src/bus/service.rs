@@ -1104,7 +1104,9 @@ impl Loop<'_> {
         Ok(())
     }
 
-    /// Produces the state records of every engine's changes since the last commit.
+    /// Produces the state records of every engine's changes since the last commit. Every
+    /// engine's changes are taken before any is sent, so a record that fails to encode stops
+    /// the service with nothing of this commit's state handed to the producer.
     fn write_state(&mut self) -> Result<(), ServiceError> {
         let mut partitions: Vec<i32> = self.engines.keys().copied().collect();
         partitions.sort_unstable();
@@ -1112,6 +1114,7 @@ impl Loop<'_> {
         let topic = self.config.topics.state.clone();
         let metrics = self.shared.metrics.state_records.clone();
         let bytes = self.shared.metrics.state_bytes.clone();
+        let mut all_changes = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let Some(engine) = self.engines.get_mut(&partition) else {
                 continue;
@@ -1121,6 +1124,9 @@ impl Loop<'_> {
             let changes = engine.take_state_changes().map_err(|error| {
                 ServiceError::Changelog(format!("partition {partition}: {error}"))
             })?;
+            all_changes.push((partition, changes));
+        }
+        for (partition, changes) in all_changes {
             let target = state_partition(partition, self.state_partitions);
             for change in changes {
                 let key = change.key.record_key(&group, partition);

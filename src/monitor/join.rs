@@ -1332,7 +1332,7 @@ mod tests {
         for wrong in [8, 10] {
             match join.encode_batch(positions.clone(), wrong) {
                 Err(StateError::Encode(message)) => {
-                    assert!(message.contains("join batch"), "{message}");
+                    assert!(message.contains("disagree"), "{message}");
                 }
                 other => panic!("a batch of {wrong} encoded as {other:?}"),
             }

@@ -139,8 +139,8 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, StateError> {
             // Raised by the values that check themselves as they are written (a join batch
             // whose entries disagree with its length); postcard drops their message.
             postcard::Error::SerdeSerCustom => {
-                "a part whose contents disagree with the length written before them (a label \
-                 join batch)"
+                "a part whose contents disagree with what was written before them (such as a \
+                 label join batch with more or fewer entries than its length)"
                     .to_owned()
             }
             other => other.to_string(),
@@ -377,7 +377,10 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("failed to encode"), "{message}");
         assert!(message.contains("nothing of it was committed"), "{message}");
-        assert!(message.contains("disagree with the length"), "{message}");
+        assert!(
+            message.contains("disagree with what was written"),
+            "{message}"
+        );
     }
 
     #[test]

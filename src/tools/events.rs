@@ -131,7 +131,8 @@ fn container_records<E: From<EventsError>>(
         path: path.to_owned(),
         detail,
     };
-    let mut records = apache_avro::Reader::new(source)
+    let mut records = guarded(|| apache_avro::Reader::new(source))
+        .map_err(&unreadable)?
         .map_err(|e| unreadable(format!("not a readable Avro object container file: {e}")))?;
     let kinds = resolve::container_kinds(records.writer_schema()).map_err(|detail| {
         unreadable(format!(
@@ -140,9 +141,7 @@ fn container_records<E: From<EventsError>>(
     })?;
     let mut number = 0_u64;
     loop {
-        // apache-avro reads the blocks a damaged file describes; should one make it panic,
-        // that is a damaged input to report, not a reason to stop without a word.
-        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| records.next()));
+        let next = guarded(|| records.next());
         number += 1;
         let value = match next {
             Ok(None) => return Ok(()),
@@ -154,9 +153,7 @@ fn container_records<E: From<EventsError>>(
                 ))
                 .into())
             }
-            Err(_) => {
-                return Err(unreadable(format!("the Avro reader failed at record {number}")).into())
-            }
+            Err(failed) => return Err(unreadable(format!("record {number}: {failed}")).into()),
         };
         let (kind, value) = match (&kinds, value) {
             (resolve::ContainerKinds::Single(kind), value) => (Some(*kind), value),
@@ -175,6 +172,20 @@ fn container_records<E: From<EventsError>>(
             .and_then(|kind| resolve::event_from_value(value, kind));
         each(Position::Record(number), read.get(), event)?;
     }
+}
+
+/// Runs `read`, a step of apache-avro's reading. apache-avro reads what a damaged file
+/// describes; should that make it panic, it is a damaged input to report like the rest, not a
+/// reason to stop without a word.
+fn guarded<T>(read: impl FnOnce() -> T) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)).map_err(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        format!("the Avro reader failed ({message})")
+    })
 }
 
 /// A reader that counts the bytes read through it (for progress).
