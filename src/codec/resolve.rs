@@ -388,6 +388,110 @@ pub fn container_kinds(writer: &Schema) -> Result<ContainerKinds, String> {
     }
 }
 
+/// Reads the records of an Avro object container file's blocks as `kind` events, as strictly
+/// as a registry payload ([`decode_resolved`]): each block is walked record by record against
+/// the writer schema before apache-avro reads a record, so a record that runs past its block,
+/// or bytes left over after the block's last record, are errors. (apache-avro's own container
+/// reader reads a record cut short as nulls and ignores leftover bytes, so damage inside a
+/// block without a checksum could pass as events.) Built once per file.
+pub struct ContainerDecoder<'s> {
+    writer: &'s Schema,
+    resolved: ResolvedSchema<'s>,
+    reader: GenericDatumReader<'s>,
+    kinds: ContainerKinds,
+}
+
+impl<'s> ContainerDecoder<'s> {
+    /// A decoder of records written with `writer`.
+    ///
+    /// # Errors
+    /// A description when `writer` is not an event schema (see [`container_kinds`]) or does
+    /// not resolve.
+    pub fn new(writer: &'s Schema) -> Result<Self, String> {
+        let kinds = container_kinds(writer)?;
+        let resolved = ResolvedSchema::try_from(writer)
+            .map_err(|e| format!("a schema that does not resolve: {e}"))?;
+        let reader = GenericDatumReader::builder(writer)
+            .build()
+            .map_err(|e| format!("a schema apache-avro cannot read with: {e}"))?;
+        Ok(Self {
+            writer,
+            resolved,
+            reader,
+            kinds,
+        })
+    }
+
+    /// The byte ranges of the `count` records in a block's (decompressed) `data`.
+    ///
+    /// # Errors
+    /// `truncated` when a record runs past the data, `trailing_bytes` when bytes follow the
+    /// last record, or what the walk refuses.
+    pub fn records(
+        &self,
+        data: &[u8],
+        count: u64,
+    ) -> Result<Vec<std::ops::Range<usize>>, DecodeError> {
+        let mut walker = Walker {
+            body: data,
+            at: 0,
+            names: self.resolved.get_names(),
+            steps: 0,
+            max_steps: max_steps(data),
+            // apache-avro reads each record after this walk and validates its values.
+            strict: false,
+        };
+        let mut ranges = Vec::new();
+        for _ in 0..count {
+            let start = walker.at;
+            walker.skip(self.writer, 0)?;
+            ranges.push(start..walker.at);
+        }
+        if walker.at != data.len() {
+            return Err(DecodeError::TrailingBytes {
+                offset: walker.at,
+                count: data.len() - walker.at,
+            });
+        }
+        Ok(ranges)
+    }
+
+    /// The event in one record's bytes (a range [`Self::records`] gave).
+    ///
+    /// # Errors
+    /// `invalid_value` when the record does not read, is on a union branch that is no event,
+    /// or does not resolve to our schema; `trailing_bytes` when bytes follow it.
+    pub fn event(&self, record: &[u8]) -> Result<Event<'static>, DecodeError> {
+        let mut rest = record;
+        let value = self
+            .reader
+            .read_value(&mut rest)
+            .map_err(|e| DecodeError::InvalidValue {
+                field: "(record)".to_owned(),
+                detail: format!("does not decode with the file's schema: {e}"),
+            })?;
+        if !rest.is_empty() {
+            return Err(DecodeError::TrailingBytes {
+                offset: record.len() - rest.len(),
+                count: rest.len(),
+            });
+        }
+        let (kind, value) = match (&self.kinds, value) {
+            (ContainerKinds::Single(kind), value) => (Some(*kind), value),
+            (ContainerKinds::Union(kinds), Value::Union(branch, inner)) => {
+                (kinds.get(branch as usize).copied().flatten(), *inner)
+            }
+            (ContainerKinds::Union(_), other) => (None, other),
+        };
+        let kind = kind.ok_or_else(|| DecodeError::InvalidValue {
+            field: "(record)".to_owned(),
+            detail: "a branch of the file's union that is neither a prediction nor a label event"
+                .to_owned(),
+        })?;
+        event_from_value(value, kind)
+    }
+}
+
 /// Deepest nesting walked; a writer schema deeper than this is not an event schema.
 const MAX_DEPTH: usize = 64;
 
