@@ -10,7 +10,8 @@
 //! - [`cli`]: the command-line surface (clap).
 //! - [`config`]: the service configuration (TOML file, `DRIFTWATCH_*` environment overrides,
 //!   validation that reports every problem at once).
-//! - [`tools`]: the offline commands `eval` and `compare` over files.
+//! - [`tools`]: the offline commands `eval` and `compare` over files, and the reader of
+//!   recorded events (JSON Lines, Avro container files) that `replay` and `baseline` share.
 //!
 //! `main.rs` only parses the command line and dispatches.
 
