@@ -4,7 +4,7 @@
 //! A `VecDeque` that grows doubles its buffer and copies every entry into it, so on the way to
 //! a million entries one event pays for copying 32 MB (the throughput bench, with a quarter
 //! of that per join, saw stalls of up to ~5 ms), and old and new buffer together hold half
-//! again the memory the entries need. Here the entries live in chunks of [`CHUNK`] that never move once
+//! again the memory the entries need. Here the entries live in chunks of `CHUNK` (1,024) that never move once
 //! allocated: appending takes a fresh chunk when the last is full, and the chunk that empties
 //! at the front is kept for that, so a queue at its bound allocates nothing.
 //!
@@ -20,7 +20,7 @@ const CHUNK: usize = 1024;
 /// A FIFO queue in fixed-size chunks (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct ChunkedQueue<T> {
-    /// Each with capacity for [`CHUNK`] entries; all but the first and last hold exactly
+    /// Each with capacity for `CHUNK` (1,024) entries; all but the first and last hold exactly
     /// `CHUNK`. Never holds an empty chunk except a lone first one.
     chunks: VecDeque<VecDeque<T>>,
     len: usize,
