@@ -240,27 +240,39 @@ pub fn decode_resolved(
     writer: &Schema,
     kind: EventKind,
 ) -> Result<Event<'static>, DecodeError> {
-    let mut rest = body;
     // apache-avro reads a body that ends early as if its remaining fields with defaults were
     // absent, and fills in the defaults: a truncated message would pass. So the body is first
     // walked strictly against the writer schema (every byte accounted for), then read, then
     // resolved against our schema. Built per message: this is the slow path of evolved
     // schemas only (our own schema takes the hand-written decoder).
     check_complete(body, writer)?;
-    let value = GenericDatumReader::builder(writer)
-        .build()
-        .and_then(|reader| reader.read_value(&mut rest))
-        .map_err(|e| DecodeError::InvalidValue {
-            field: "(record)".to_owned(),
-            detail: format!("does not decode with the registered writer schema: {e}"),
-        })?;
+    let value = read_whole(body, "the registered writer schema", |rest| {
+        GenericDatumReader::builder(writer)
+            .build()
+            .and_then(|reader| reader.read_value(rest))
+    })?;
+    event_from_value(value, kind)
+}
+
+/// The one value `read` reads from `body`, every byte of it used (`schema` names the writer
+/// schema in the error).
+fn read_whole(
+    body: &[u8],
+    schema: &str,
+    read: impl FnOnce(&mut &[u8]) -> apache_avro::AvroResult<Value>,
+) -> Result<Value, DecodeError> {
+    let mut rest = body;
+    let value = read(&mut rest).map_err(|e| DecodeError::InvalidValue {
+        field: "(record)".to_owned(),
+        detail: format!("does not decode with {schema}: {e}"),
+    })?;
     if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes {
             offset: body.len() - rest.len(),
             count: rest.len(),
         });
     }
-    event_from_value(value, kind)
+    Ok(value)
 }
 
 /// The `kind` event in `value`, a datum as read with its writer schema (e.g. a record of an
@@ -462,20 +474,9 @@ impl<'s> ContainerDecoder<'s> {
     /// `invalid_value` when the record does not read, is on a union branch that is no event,
     /// or does not resolve to our schema; `trailing_bytes` when bytes follow it.
     pub fn event(&self, record: &[u8]) -> Result<Event<'static>, DecodeError> {
-        let mut rest = record;
-        let value = self
-            .reader
-            .read_value(&mut rest)
-            .map_err(|e| DecodeError::InvalidValue {
-                field: "(record)".to_owned(),
-                detail: format!("does not decode with the file's schema: {e}"),
-            })?;
-        if !rest.is_empty() {
-            return Err(DecodeError::TrailingBytes {
-                offset: record.len() - rest.len(),
-                count: rest.len(),
-            });
-        }
+        let value = read_whole(record, "the file's schema", |rest| {
+            self.reader.read_value(rest)
+        })?;
         let (kind, value) = match (&self.kinds, value) {
             (ContainerKinds::Single(kind), value) => (Some(*kind), value),
             (ContainerKinds::Union(kinds), Value::Union(branch, inner)) => {
