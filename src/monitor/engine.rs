@@ -4,7 +4,7 @@
 //! Owns: the partition's [`PaneClock`] and its (model, version) monitors. Pure and
 //! deterministic: models are visited in id order, so the same events give the same outputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::detect::window::{Admission, JumpGuard, PaneClock};
 use crate::event::Event;
@@ -75,12 +75,43 @@ pub struct Engine {
     collected: Collected,
     counters: EngineCounters,
     join: LabelJoin,
-    /// Joined outcomes waiting for their pane to close, keyed by (known_at, model, event
-    /// id): applying them in this order, not arrival order, makes quality and concept drift
-    /// independent of how the prediction and label topics happened to interleave.
-    ready: BTreeMap<(i64, String, String), JoinedOutcome>,
+    /// Joined outcomes waiting for their pane to close, in (known_at, model, event id)
+    /// order: applying them in this order, not arrival order, makes quality and concept
+    /// drift independent of how the prediction and label topics happened to interleave.
+    ready: BTreeSet<ReadyOutcome>,
     /// The engine record changed since the state changelog last wrote it.
     core_changed: bool,
+}
+
+/// A joined outcome ordered by (known_at, model, event id), read from the outcome itself: a
+/// map keyed by a copy of those would cost two allocations per label.
+#[derive(Debug, Clone)]
+struct ReadyOutcome(JoinedOutcome);
+
+impl ReadyOutcome {
+    fn order_key(&self) -> (i64, &str, &str) {
+        (self.0.known_at(), &self.0.model_id, &self.0.event_id)
+    }
+}
+
+impl PartialEq for ReadyOutcome {
+    fn eq(&self, other: &Self) -> bool {
+        self.order_key() == other.order_key()
+    }
+}
+
+impl Eq for ReadyOutcome {}
+
+impl PartialOrd for ReadyOutcome {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ReadyOutcome {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
 }
 
 /// The engine's own record in the state changelog, as written (borrowing).
@@ -133,7 +164,7 @@ impl Engine {
             collected: Collected::default(),
             counters: EngineCounters::default(),
             join,
-            ready: BTreeMap::new(),
+            ready: BTreeSet::new(),
             core_changed: true,
         })
     }
@@ -155,7 +186,7 @@ impl Engine {
             value: Some(state::encode(&EngineRecordRef {
                 clock: &self.clock,
                 counters: &self.counters,
-                ready: self.ready.values().collect(),
+                ready: self.ready.iter().map(|ready| &ready.0).collect(),
                 join: self.join.meta(),
             })?),
         });
@@ -285,11 +316,7 @@ impl Engine {
         }
         engine.clock = core.clock;
         engine.counters = core.counters;
-        engine.ready = core
-            .ready
-            .into_iter()
-            .map(|o| ((o.known_at(), o.model_id.clone(), o.event_id.clone()), o))
-            .collect();
+        engine.ready = core.ready.into_iter().map(ReadyOutcome).collect();
         let performance = &engine.settings.performance;
         engine.join = LabelJoin::restore(
             performance.join_ttl_ms,
@@ -385,17 +412,12 @@ impl Engine {
                 self.apply_outcome(closed + 1, &outcome);
             }
             _ => {
-                self.ready.insert(
-                    (
-                        outcome.known_at(),
-                        outcome.model_id.clone(),
-                        outcome.event_id.clone(),
-                    ),
-                    outcome,
-                );
+                // `replace`: an outcome with the same key (a repeated event id) takes the
+                // place of the one before, as a map insertion would.
+                self.ready.replace(ReadyOutcome(outcome));
                 // Labels far ahead of the predictions' clock must not pile up unbounded.
                 if self.ready.len() > self.settings.performance.join_max_entries {
-                    if let Some((_, early)) = self.ready.pop_first() {
+                    if let Some(ReadyOutcome(early)) = self.ready.pop_first() {
                         let pane = self.clock.pane_of(early.known_at());
                         self.apply_outcome(pane, &early);
                     }
@@ -420,10 +442,10 @@ impl Engine {
         let end = self.clock.pane_bounds(through).1;
         while self
             .ready
-            .first_key_value()
-            .is_some_and(|((at, _, _), _)| *at < end)
+            .first()
+            .is_some_and(|ready| ready.0.known_at() < end)
         {
-            if let Some((_, outcome)) = self.ready.pop_first() {
+            if let Some(ReadyOutcome(outcome)) = self.ready.pop_first() {
                 let pane = self.clock.pane_of(outcome.known_at());
                 self.apply_outcome(pane, &outcome);
             }

@@ -244,7 +244,9 @@ impl PerformanceTracker {
                         .or_else(|| {
                             positive_score.map(|p| if actual_positive { p } else { 1.0 - p })
                         });
-                    let positive_class = self.positive_class.clone();
+                    // Taken out for the calls below, which borrow `self` mutably, and put back:
+                    // a clone would cost an allocation per label.
+                    let positive_class = std::mem::take(&mut self.positive_class);
                     let classified = ClassificationOutcome {
                         predicted_positive,
                         predicted_class: prediction.class.as_deref(),
@@ -259,6 +261,7 @@ impl PerformanceTracker {
                     if self.reference_open() {
                         self.reference.record_classification(classified);
                     }
+                    self.positive_class = positive_class;
                     if let (Some(group), Some(selected)) =
                         (prediction.group.as_deref(), predicted_positive)
                     {
@@ -442,11 +445,15 @@ fn outcome(
 }
 
 /// The class a label names (a numeric 0/1 label reads as "0" / "1").
-fn truth_class(truth: &Truth) -> String {
+/// The true class as text: a class label as it is (borrowed, so a label costs no
+/// allocation), a number (a 0/1 target sent as a number) written as a class would be.
+fn truth_class(truth: &Truth) -> Cow<'_, str> {
     match truth {
-        Truth::Class(class) => class.clone(),
-        Truth::Number(x) if x.fract() == 0.0 && x.abs() < 1e15 => format!("{}", *x as i64),
-        Truth::Number(x) => x.to_string(),
+        Truth::Class(class) => Cow::Borrowed(class),
+        Truth::Number(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
+            Cow::Owned(format!("{}", *x as i64))
+        }
+        Truth::Number(x) => Cow::Owned(x.to_string()),
     }
 }
 
