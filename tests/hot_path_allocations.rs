@@ -1,0 +1,272 @@
+//! The hot path allocates per pane, not per event (issue #3: "no per-event allocation in
+//! the hot path"): decoding a payload into reused buffers and handing it to the engine, for
+//! predictions and for the labels joined to them, in both input formats.
+//!
+//! Allocations are counted by a global allocator, per thread, so tests running beside each
+//! other do not disturb the count. Only the memory the Rust code asks for is counted
+//! (librdkafka is not involved here).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::borrow::Cow;
+use std::cell::Cell;
+
+use driftwatch::codec::{
+    encode_label_avro, encode_label_json, encode_prediction_avro, encode_prediction_json, Decoder,
+    EventBuffers, EventKind, Format,
+};
+use driftwatch::event::{FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
+use driftwatch::monitor::engine::Engine;
+use driftwatch::monitor::model::SourcePosition;
+use driftwatch::monitor::settings::MonitorSettings;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Counts the allocations (and reallocations) of the calling thread.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count_one() {
+    // `try_with`: a thread being torn down has no counter left, and must still allocate.
+    let _ = ALLOCATIONS.try_with(|count| count.set(count.get() + 1));
+}
+
+// SAFETY: every call is passed on unchanged to the system allocator; the counter is a
+// thread-local `Cell` with a constant initialiser, so counting never allocates itself.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        System.alloc(layout)
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count_one();
+        System.alloc_zeroed(layout)
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count_one();
+        System.realloc(ptr, layout, new_size)
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        System.dealloc(ptr, layout)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+const MODELS: [&str; 2] = ["fraud-scorer", "churn-model"];
+const CATEGORIES: [&str; 6] = ["ios", "android", "web", "desktop", "tv", "other"];
+const COUNTRIES: [&str; 5] = ["DE", "FR", "US", "BR", "IN"];
+/// Event time of the first event: 2026-01-01T00:00:00Z.
+const START_MS: i64 = 1_767_225_600_000;
+/// Event time between two predictions of one model: 6,000 per one-minute pane.
+const STEP_MS: i64 = 10;
+/// A label follows its prediction this much later in the stream.
+const LABEL_DELAY: usize = 200;
+
+/// One input record: its payload, and whether it is a label.
+struct Record {
+    payload: Vec<u8>,
+    label: bool,
+}
+
+/// Predictions of two models (12 numeric and 4 categorical features, some missing, one of
+/// them always absent from one model), interleaved with the labels of earlier predictions.
+fn stream(format: Format, predictions_per_model: usize, seed: u64) -> Vec<Record> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut records = Vec::new();
+    let mut labelled = Vec::new();
+    for k in 0..predictions_per_model {
+        for (m, model) in MODELS.iter().enumerate() {
+            let mut features: Vec<(Cow<'static, str>, FeatureValue<'static>)> = (0..12)
+                .map(|f| {
+                    let value = if rng.random::<f64>() < 0.01 {
+                        FeatureValue::Null
+                    } else if f % 3 == 0 {
+                        // Integer-valued, with ties.
+                        FeatureValue::Number(f64::from(rng.random_range(0..40u32)))
+                    } else {
+                        FeatureValue::Number(rng.random::<f64>() * 100.0 + f as f64)
+                    };
+                    (Cow::Owned(format!("num_{f}")), value)
+                })
+                .collect();
+            for c in 0..4 {
+                let value = if c % 2 == 0 {
+                    CATEGORIES[rng.random_range(0..CATEGORIES.len())]
+                } else {
+                    COUNTRIES[rng.random_range(0..COUNTRIES.len())]
+                };
+                features.push((
+                    Cow::Owned(format!("cat_{c}")),
+                    FeatureValue::Text(Cow::Borrowed(value)),
+                ));
+            }
+            if m == 1 {
+                features.pop();
+            }
+            let score: f64 = rng.random();
+            let event_id = format!("{model}-{k:09}");
+            let prediction = PredictionEvent {
+                event_id: Cow::Owned(event_id.clone()),
+                model_id: Cow::Borrowed(model),
+                model_version: Cow::Borrowed("v1"),
+                timestamp: START_MS + k as i64 * STEP_MS,
+                features,
+                prediction: Prediction {
+                    score: Some(score),
+                    label: Some(Cow::Borrowed(if score >= 0.5 { "1" } else { "0" })),
+                    probabilities: None,
+                },
+                attributes: vec![(Cow::Borrowed("region"), Cow::Borrowed("eu"))],
+            };
+            let payload = match format {
+                Format::Json => encode_prediction_json(&prediction),
+                Format::Avro | Format::Confluent => encode_prediction_avro(&prediction),
+            };
+            records.push(Record {
+                payload,
+                label: false,
+            });
+            labelled.push((model, event_id, prediction.timestamp, rng.random_bool(0.5)));
+        }
+        if labelled.len() > LABEL_DELAY {
+            for (model, event_id, timestamp, truth) in labelled.drain(..2) {
+                let label = LabelEvent {
+                    event_id: Cow::Owned(event_id),
+                    model_id: Cow::Borrowed(model),
+                    timestamp: timestamp + 2_000,
+                    label: LabelValue::Text(Cow::Borrowed(if truth { "1" } else { "0" })),
+                };
+                let payload = match format {
+                    Format::Json => encode_label_json(&label),
+                    Format::Avro | Format::Confluent => encode_label_avro(&label),
+                };
+                records.push(Record {
+                    payload,
+                    label: true,
+                });
+            }
+        }
+    }
+    records
+}
+
+/// Allocations counted while part of a stream was decoded and processed, by what the event
+/// did.
+#[derive(Debug, Default)]
+struct Counted {
+    /// Predictions that closed no pane, and their allocations.
+    predictions: u64,
+    prediction_allocations: u64,
+    /// Labels that closed no pane, and their allocations.
+    labels: u64,
+    label_allocations: u64,
+    /// Events that closed panes (and evaluated their windows), and their allocations.
+    closing: u64,
+    closing_allocations: u64,
+}
+
+/// Decodes and processes `records` as the service does; counts the allocations of
+/// `records[measured..]`, after `records[..measured]` warmed the engine up.
+fn count_allocations(format: Format, records: &[Record], measured: usize) -> Counted {
+    let predictions = Decoder::new(format, EventKind::Prediction);
+    let labels = Decoder::new(format, EventKind::Label);
+    let mut engine = Engine::new(MonitorSettings::default()).expect("default settings");
+    let mut buffers = EventBuffers::default();
+    let mut counted = Counted::default();
+    for (offset, record) in records.iter().enumerate() {
+        let before = allocations();
+        let decoder = if record.label { &labels } else { &predictions };
+        let event = decoder
+            .decode_reusing(&record.payload, &mut buffers)
+            .expect("a valid payload");
+        engine.process(
+            &event,
+            SourcePosition {
+                topic: "predictions",
+                partition: 0,
+                offset: offset as i64,
+                written_at: None,
+            },
+        );
+        // Drained as the service drains them after each event.
+        drop(engine.drain_outputs());
+        let evaluations = engine.drain_evaluations();
+        let closed_panes = !evaluations.is_empty();
+        drop(evaluations);
+        drop(engine.drain_quality());
+        buffers.recycle(event);
+        let allocated = allocations() - before;
+        if offset < measured {
+            continue;
+        }
+        let (events, total) = if closed_panes {
+            (&mut counted.closing, &mut counted.closing_allocations)
+        } else if record.label {
+            (&mut counted.labels, &mut counted.label_allocations)
+        } else {
+            (
+                &mut counted.predictions,
+                &mut counted.prediction_allocations,
+            )
+        };
+        *events += 1;
+        *total += allocated;
+    }
+    counted
+}
+
+fn assert_no_allocation_per_prediction(format: Format) {
+    // 10,000 predictions per model warm up (the default); the rest run on frozen references
+    // for 70,000 events of event time per model, so panes close during the measurement.
+    let records = stream(format, 100_000, 7);
+    let counted = count_allocations(format, &records, records.len() * 3 / 10);
+    assert!(
+        counted.closing > 0 && counted.closing_allocations > 0,
+        "the measured stretch must close panes, or it proves nothing about steady state: \
+         {counted:?}"
+    );
+    assert!(counted.predictions > 100_000, "{counted:?}");
+    // What may still allocate on a prediction: the label join's storage growing (a chunk per
+    // 1,024 waiting entries, or its index doubling). One allocation per thousand predictions
+    // already means work leaked into the hot path.
+    assert!(
+        counted.prediction_allocations * 500 < counted.predictions,
+        "{format:?}: predictions allocate: {counted:?}"
+    );
+    // A joined label still allocates the strings its outcome owns until its pane closes
+    // (model, event id, version, predicted and true class): five, and about one node of the
+    // ordered set per six outcomes. Not yet none, as issue #3 asks; this bound keeps what was
+    // removed (copies of the outcome's order key, of the positive class and of the true
+    // class while applying it: four) from coming back.
+    assert!(
+        counted.label_allocations <= counted.labels * 5 + counted.labels / 4,
+        "{format:?}: labels allocate more than their outcome's strings: {counted:?}"
+    );
+    // A pane close evaluates every series once and applies the outcomes that became known
+    // in the pane: a few hundred allocations per model, not a few per outcome applied.
+    assert!(
+        counted.closing_allocations < counted.labels / 5,
+        "{format:?}: closing panes allocates per outcome: {counted:?}"
+    );
+}
+
+#[test]
+fn avro_predictions_are_decoded_and_counted_without_allocating() {
+    assert_no_allocation_per_prediction(Format::Avro);
+}
+
+#[test]
+fn json_predictions_are_decoded_and_counted_without_allocating() {
+    assert_no_allocation_per_prediction(Format::Json);
+}
