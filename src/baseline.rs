@@ -175,7 +175,7 @@ pub fn build(
         tracker.record_outcome(
             0,
             &JoinedOutcome {
-                model_id: model_id.to_owned(),
+                model_id: model_id.into(),
                 event_id: String::new(),
                 prediction: PredictionSummary::of(&row.event, None),
                 truth: truth.clone(),
@@ -528,7 +528,7 @@ fn read_csv(
             .filter(|c| !c.is_empty())
             .map(|c| match c.parse::<f64>() {
                 Ok(x) => Truth::Number(x),
-                Err(_) => Truth::Class(c.to_owned()),
+                Err(_) => Truth::Class(c.into()),
             });
         row_sink(Row {
             event: PredictionEvent {

@@ -244,14 +244,12 @@ fn assert_no_allocation_per_prediction(format: Format) {
         counted.prediction_allocations * 500 < counted.predictions,
         "{format:?}: predictions allocate: {counted:?}"
     );
-    // A joined label still allocates the strings its outcome owns until its pane closes
-    // (model, event id, version, predicted and true class): five, and about one node of the
-    // ordered set per six outcomes. Not yet none, as issue #3 asks; this bound keeps what was
-    // removed (copies of the outcome's order key, of the positive class and of the true
-    // class while applying it: four) from coming back.
+    // A joined label allocates its outcome's event id (unique to it, kept until its pane
+    // closes), and about one node of the ordered set of waiting outcomes per six. Its other
+    // strings (model, version, predicted and true class) are the join's shared copies.
     assert!(
-        counted.label_allocations <= counted.labels * 5 + counted.labels / 4,
-        "{format:?}: labels allocate more than their outcome's strings: {counted:?}"
+        counted.label_allocations <= counted.labels + counted.labels / 4,
+        "{format:?}: labels allocate more than their event id: {counted:?}"
     );
     // A pane close evaluates every series once and applies the outcomes that became known
     // in the pane: a few hundred allocations per model, not a few per outcome applied.

@@ -90,7 +90,7 @@ struct ReadyOutcome(JoinedOutcome);
 
 impl ReadyOutcome {
     fn order_key(&self) -> (i64, &str, &str) {
-        (self.0.known_at(), &self.0.model_id, &self.0.event_id)
+        (self.0.known_at(), &*self.0.model_id, &self.0.event_id)
     }
 }
 
@@ -429,8 +429,8 @@ impl Engine {
     fn apply_outcome(&mut self, pane: i64, outcome: &JoinedOutcome) {
         if let Some(monitor) = self
             .models
-            .get_mut(&outcome.model_id)
-            .and_then(|versions| versions.get_mut(&outcome.prediction.model_version))
+            .get_mut(&*outcome.model_id)
+            .and_then(|versions| versions.get_mut(&*outcome.prediction.model_version))
         {
             monitor.record_outcome(pane, outcome);
             monitor.mark_changed();

@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::Hasher;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,10 +36,13 @@ use super::state::StateError;
 use crate::event::{LabelEvent, LabelValue, PredictionEvent};
 
 /// A label value owned by the join.
+///
+/// Text is shared (`Arc<str>`, written and read as a plain string): the join hands out the
+/// one copy it interned, so a label costs no allocation of its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Truth {
     /// Class label.
-    Class(String),
+    Class(Arc<str>),
     /// Regression target.
     Number(f64),
 }
@@ -46,7 +50,7 @@ pub enum Truth {
 impl From<&LabelValue<'_>> for Truth {
     fn from(value: &LabelValue<'_>) -> Self {
         match value {
-            LabelValue::Text(text) => Truth::Class(text.to_string()),
+            LabelValue::Text(text) => Truth::Class(Arc::from(&**text)),
             LabelValue::Number(x) => Truth::Number(*x),
         }
     }
@@ -56,50 +60,53 @@ impl From<&LabelValue<'_>> for Truth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PredictionSummary {
     /// Model version (labels do not carry it).
-    pub model_version: String,
+    pub model_version: Arc<str>,
     /// Event time of the prediction.
     pub timestamp: i64,
     /// Score.
     pub score: Option<f64>,
     /// Predicted class.
-    pub class: Option<String>,
+    pub class: Option<Arc<str>>,
     /// Class probabilities, when the producer sent them (for multiclass log loss).
-    pub probabilities: Vec<(String, f64)>,
+    pub probabilities: Vec<(Arc<str>, f64)>,
     /// Value of the model's sensitive attribute, when configured and present.
-    pub group: Option<String>,
+    pub group: Option<Arc<str>>,
 }
 
 impl PredictionSummary {
     /// The summary of `event`, keeping the value of `sensitive_attribute` if given.
     pub fn of(event: &PredictionEvent<'_>, sensitive_attribute: Option<&str>) -> Self {
         Self {
-            model_version: event.model_version.to_string(),
+            model_version: Arc::from(&*event.model_version),
             timestamp: event.timestamp,
             score: event.prediction.score,
-            class: event.prediction.label.as_deref().map(str::to_owned),
+            class: event.prediction.label.as_deref().map(Arc::from),
             probabilities: event
                 .prediction
                 .probabilities
                 .iter()
                 .flatten()
-                .map(|(class, p)| (class.to_string(), *p))
+                .map(|(class, p)| (Arc::from(&**class), *p))
                 .collect(),
             group: sensitive_attribute.and_then(|name| {
                 event
                     .attributes
                     .iter()
                     .find(|(key, _)| key == name)
-                    .map(|(_, value)| value.to_string())
+                    .map(|(_, value)| Arc::from(&**value))
             }),
         }
     }
 }
 
 /// A prediction joined to its label.
+///
+/// Its repeated strings (model, version, classes, group) are the join's shared copies; only
+/// the event id, unique to it, is its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JoinedOutcome {
     /// Model.
-    pub model_id: String,
+    pub model_id: Arc<str>,
     /// Prediction's event id.
     pub event_id: String,
     /// What was predicted.
@@ -409,8 +416,9 @@ const NONE: TextId = u32::MAX;
 /// holds no string of its own.
 #[derive(Debug, Clone)]
 struct Interner {
-    strings: Vec<Box<str>>,
-    index: HashMap<Box<str>, TextId, KeyHasher>,
+    /// Shared, so that what the join hands out (outcomes) refers to the same copy.
+    strings: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, TextId, KeyHasher>,
     /// The id last interned in each slot of a cheap fingerprint of the text, checked against
     /// the text before use. Versions, classes and groups are few and repeat, so nearly every
     /// lookup ends here: one compare instead of hashing the text, probing the map and a
@@ -463,8 +471,9 @@ impl Interner {
             None if self.strings.len() >= Self::CAPACITY => return NONE,
             None => {
                 let id = self.strings.len() as TextId;
-                self.strings.push(text.into());
-                self.index.insert(text.into(), id);
+                let shared: Arc<str> = Arc::from(text);
+                self.strings.push(Arc::clone(&shared));
+                self.index.insert(shared, id);
                 id
             }
         };
@@ -474,6 +483,18 @@ impl Interner {
 
     fn resolve(&self, id: TextId) -> Option<&str> {
         self.strings.get(id as usize).map(|s| &**s)
+    }
+
+    /// The shared copy of an interned string.
+    fn shared(&self, id: TextId) -> Option<Arc<str>> {
+        self.strings.get(id as usize).cloned()
+    }
+
+    /// The shared copy of `text`, interned now if need be; a copy of its own only when the
+    /// interner is full.
+    fn share(&mut self, text: &str) -> Arc<str> {
+        let id = self.intern(text);
+        self.shared(id).unwrap_or_else(|| Arc::from(text))
     }
 }
 
@@ -556,9 +577,11 @@ pub struct LabelJoin {
     /// Key → arrival number of every waiting entry.
     index: KeyIndex,
     next_arrival: u64,
+    /// Model ids of joined outcomes (few, as each one is also a monitor).
+    models: Interner,
     /// Model versions (few; never full in practice, as each one is also a monitor).
     versions: Interner,
-    /// Classes and group values.
+    /// Classes, group values and the true classes of labels.
     strings: Interner,
     counters: JoinCounters,
     /// What the state changelog holds of the entries: it writes the difference, not the
@@ -577,6 +600,7 @@ impl LabelJoin {
             front_arrival: 0,
             index: KeyIndex::default(),
             next_arrival: 0,
+            models: Interner::default(),
             versions: Interner::default(),
             strings: Interner::default(),
             counters: JoinCounters::default(),
@@ -1032,15 +1056,22 @@ impl LabelJoin {
         }
     }
 
-    /// What a waiting prediction holds, with its strings resolved.
+    /// A label's value, its text the join's shared copy.
+    fn truth_of(&mut self, label: &LabelValue<'_>) -> Truth {
+        match label {
+            LabelValue::Text(text) => Truth::Class(self.strings.share(text)),
+            LabelValue::Number(x) => Truth::Number(*x),
+        }
+    }
+
+    /// What a waiting prediction holds, with its strings resolved (shared, not copied).
     fn summary_of(&self, prediction: &WaitingPrediction) -> PredictionSummary {
-        let text = |id: TextId| self.strings.resolve(id).map(str::to_owned);
+        let text = |id: TextId| self.strings.shared(id);
         PredictionSummary {
             model_version: self
                 .versions
-                .resolve(prediction.version)
-                .unwrap_or_default()
-                .to_owned(),
+                .shared(prediction.version)
+                .unwrap_or_else(|| Arc::from("")),
             timestamp: prediction.timestamp,
             score: prediction.score,
             class: text(prediction.class),
@@ -1102,18 +1133,30 @@ impl LabelJoin {
                     self.counters.duplicate_predictions += 1;
                     return None;
                 };
+                let waiting = self.waiting_of_event(event, sensitive_attribute);
                 return Some(JoinedOutcome {
-                    model_id: event.model_id.to_string(),
+                    model_id: self.models.share(&event.model_id),
                     event_id: event.event_id.to_string(),
-                    prediction: PredictionSummary::of(event, sensitive_attribute),
+                    prediction: self.summary_of(&waiting),
                     truth: label.truth,
                     label_timestamp: label.timestamp,
                 });
             }
             Probe::Vacant(at) => at,
         };
+        let waiting = self.waiting_of_event(event, sensitive_attribute);
+        self.arrive(at, key, Waiting::Prediction(waiting));
+        None
+    }
+
+    /// What the join keeps of a prediction event while it waits, its strings interned.
+    fn waiting_of_event(
+        &mut self,
+        event: &PredictionEvent<'_>,
+        sensitive_attribute: Option<&str>,
+    ) -> WaitingPrediction {
         let strings = &mut self.strings;
-        let waiting = WaitingPrediction {
+        WaitingPrediction {
             timestamp: event.timestamp,
             score: event.prediction.score,
             version: self.versions.intern(&event.model_version),
@@ -1136,9 +1179,7 @@ impl LabelJoin {
                     .map(|(class, probability)| (strings.intern(class), *probability))
                     .collect()
             }),
-        };
-        self.arrive(at, key, Waiting::Prediction(waiting));
-        None
+        }
     }
 
     /// Offers a label: returns the joined outcome when its prediction was waiting, otherwise
@@ -1154,10 +1195,10 @@ impl LabelJoin {
                     return None;
                 };
                 return Some(JoinedOutcome {
-                    model_id: event.model_id.to_string(),
+                    model_id: self.models.share(&event.model_id),
                     event_id: event.event_id.to_string(),
                     prediction: self.summary_of(&prediction),
-                    truth: Truth::from(&event.label),
+                    truth: self.truth_of(&event.label),
                     label_timestamp: event.timestamp,
                 });
             }
@@ -1165,7 +1206,7 @@ impl LabelJoin {
         };
         let waiting = WaitingLabel {
             timestamp: event.timestamp,
-            truth: Truth::from(&event.label),
+            truth: self.truth_of(&event.label),
         };
         self.arrive(at, key, Waiting::Label(waiting));
         None
@@ -1346,7 +1387,7 @@ mod tests {
             .offer_prediction(&prediction("a", 1_000), None)
             .is_none());
         let outcome = join.offer_label(&label("a", 5_000)).unwrap();
-        assert_eq!(outcome.prediction.model_version, "v1");
+        assert_eq!(&*outcome.prediction.model_version, "v1");
         assert_eq!(outcome.truth, Truth::Class("0".into()));
         assert_eq!(outcome.known_at(), 5_000);
 
@@ -1359,6 +1400,58 @@ mod tests {
         assert_eq!(outcome.prediction.group.as_deref(), Some("f"));
         assert_eq!(join.counters().joined, 2);
         assert_eq!(join.waiting(), 0);
+    }
+
+    /// Outcomes and waiting entries share their strings (`Arc<str>`), where releases up to
+    /// `880c504` owned them (`String`): the state they write and read must not change with
+    /// it, or a restart after an upgrade could not read the state it left.
+    #[test]
+    fn shared_strings_are_written_and_read_as_owned_ones_were() {
+        #[derive(Serialize)]
+        struct OwnedSummary {
+            model_version: String,
+            timestamp: i64,
+            score: Option<f64>,
+            class: Option<String>,
+            probabilities: Vec<(String, f64)>,
+            group: Option<String>,
+        }
+        #[derive(Serialize)]
+        enum OwnedTruth {
+            Class(String),
+        }
+        #[derive(Serialize)]
+        struct OwnedOutcome {
+            model_id: String,
+            event_id: String,
+            prediction: OwnedSummary,
+            truth: OwnedTruth,
+            label_timestamp: i64,
+        }
+        let mut join = LabelJoin::new(60_000, 100);
+        let mut multiclass = prediction("a", 1_000);
+        multiclass.prediction.probabilities =
+            Some(vec![(Cow::Borrowed("0"), 0.25), (Cow::Borrowed("1"), 0.75)]);
+        join.offer_prediction(&multiclass, Some("gender"));
+        let outcome = join.offer_label(&label("a", 5_000)).unwrap();
+        let owned = OwnedOutcome {
+            model_id: outcome.model_id.to_string(),
+            event_id: "a".to_owned(),
+            prediction: OwnedSummary {
+                model_version: "v1".to_owned(),
+                timestamp: 1_000,
+                score: outcome.prediction.score,
+                class: outcome.prediction.class.as_deref().map(str::to_owned),
+                probabilities: vec![("0".to_owned(), 0.25), ("1".to_owned(), 0.75)],
+                group: Some("f".to_owned()),
+            },
+            truth: OwnedTruth::Class("0".to_owned()),
+            label_timestamp: 5_000,
+        };
+        let written = crate::monitor::state::encode(&outcome).unwrap();
+        assert_eq!(written, crate::monitor::state::encode(&owned).unwrap());
+        let read: JoinedOutcome = crate::monitor::state::decode(&written).unwrap();
+        assert_eq!(read, outcome);
     }
 
     #[test]

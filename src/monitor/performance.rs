@@ -227,19 +227,19 @@ impl PerformanceTracker {
                 } else {
                     let actual_positive = truth == self.positive_class;
                     let correct = match &prediction.class {
-                        Some(class) => *class == truth,
+                        Some(class) => **class == *truth,
                         None => predicted_positive == Some(actual_positive),
                     };
                     let positive_score = prediction
                         .probabilities
                         .iter()
-                        .find(|(class, _)| *class == self.positive_class)
+                        .find(|(class, _)| **class == *self.positive_class)
                         .map(|(_, p)| *p)
                         .or(prediction.score);
                     let true_class_probability = prediction
                         .probabilities
                         .iter()
-                        .find(|(class, _)| *class == truth)
+                        .find(|(class, _)| **class == *truth)
                         .map(|(_, p)| *p)
                         .or_else(|| {
                             positive_score.map(|p| if actual_positive { p } else { 1.0 - p })
@@ -449,7 +449,7 @@ fn outcome(
 /// allocation), a number (a 0/1 target sent as a number) written as a class would be.
 fn truth_class(truth: &Truth) -> Cow<'_, str> {
     match truth {
-        Truth::Class(class) => Cow::Borrowed(class),
+        Truth::Class(class) => Cow::Borrowed(&**class),
         Truth::Number(x) if x.fract() == 0.0 && x.abs() < 1e15 => {
             Cow::Owned(format!("{}", *x as i64))
         }
