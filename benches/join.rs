@@ -1,5 +1,6 @@
-//! The label join on the prediction path: what one prediction costs while the join fills
-//! (its queue and index grow) and once it is full (each prediction evicts the oldest).
+//! The label join: what one prediction costs while the join fills (its queue and index
+//! grow) and once it is full (each prediction evicts the oldest), and what one label costs
+//! when its prediction waits (the match and the joined outcome it makes).
 //! Predictions carry a class label, as the throughput bench's do, and their keys are
 //! prefetched the way the engine does: the engine asks for a key's index slot and then spends
 //! most of a microsecond on the event's features, so here each key is asked for
@@ -14,7 +15,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use driftwatch::event::{Prediction, PredictionEvent};
+use driftwatch::event::{LabelEvent, LabelValue, Prediction, PredictionEvent};
 use driftwatch::monitor::join::LabelJoin;
 
 /// A few predictions of two models, alternating, with classes: the engine offers the event
@@ -46,6 +47,21 @@ fn keys(from: usize, count: usize) -> Vec<u64> {
         .map(|k| {
             let model = if k % 2 == 0 { "fraud-a" } else { "churn-b" };
             LabelJoin::key_of(model, &format!("{model}-{k:010}"))
+        })
+        .collect()
+}
+
+/// The labels of the predictions [`keys`] names, in the same order.
+fn labels(from: usize, count: usize) -> Vec<LabelEvent<'static>> {
+    (from..from + count)
+        .map(|k| {
+            let model = if k % 2 == 0 { "fraud-a" } else { "churn-b" };
+            LabelEvent {
+                event_id: Cow::Owned(format!("{model}-{k:010}")),
+                model_id: Cow::Borrowed(model),
+                timestamp: 1_767_225_700_000 + k as i64,
+                label: LabelValue::Text(Cow::Borrowed(if k % 5 == 0 { "1" } else { "0" })),
+            }
         })
         .collect()
 }
@@ -93,6 +109,26 @@ fn join(c: &mut Criterion) {
                     let mut join = LabelJoin::new(i64::MAX / 4, BOUND);
                     offer_all(&mut join, &events, &first);
                     offer_all(&mut join, &events, &rest)
+                })
+                .sum()
+        });
+    });
+    // Labels whose predictions wait: each one is matched, leaves the join, and makes an
+    // outcome (dropped here; the engine keeps it until its pane closes).
+    let answers = labels(0, FILL);
+    group.bench_function("join_250k_labels_to_waiting_predictions", |b| {
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| {
+                    let mut join = LabelJoin::new(i64::MAX / 4, 1_000_000);
+                    offer_all(&mut join, &events, &fill);
+                    let started = Instant::now();
+                    for label in &answers {
+                        black_box(join.offer_label(label));
+                    }
+                    let elapsed = started.elapsed();
+                    assert_eq!(join.waiting(), 0, "every label found its prediction");
+                    elapsed
                 })
                 .sum()
         });
