@@ -66,6 +66,8 @@ fn allocations() -> u64 {
 const MODELS: [&str; 2] = ["fraud-scorer", "churn-model"];
 const CATEGORIES: [&str; 6] = ["ios", "android", "web", "desktop", "tv", "other"];
 const COUNTRIES: [&str; 5] = ["DE", "FR", "US", "BR", "IN"];
+/// Values of the `region` attribute, the sensitive attribute when fairness is on.
+const REGIONS: [&str; 3] = ["eu", "us", "apac"];
 /// Event time of the first event: 2026-01-01T00:00:00Z.
 const START_MS: i64 = 1_767_225_600_000;
 /// Event time between two predictions of one model: 6,000 per one-minute pane.
@@ -127,7 +129,10 @@ fn stream(format: Format, predictions_per_model: usize, seed: u64) -> Vec<Record
                     label: Some(Cow::Borrowed(if score >= 0.5 { "1" } else { "0" })),
                     probabilities: None,
                 },
-                attributes: vec![(Cow::Borrowed("region"), Cow::Borrowed("eu"))],
+                attributes: vec![(
+                    Cow::Borrowed("region"),
+                    Cow::Borrowed(REGIONS[rng.random_range(0..REGIONS.len())]),
+                )],
             };
             let payload = match format {
                 Format::Json => encode_prediction_json(&prediction),
@@ -178,10 +183,15 @@ struct Counted {
 
 /// Decodes and processes `records` as the service does; counts the allocations of
 /// `records[measured..]`, after `records[..measured]` warmed the engine up.
-fn count_allocations(format: Format, records: &[Record], measured: usize) -> Counted {
+fn count_allocations(
+    format: Format,
+    settings: MonitorSettings,
+    records: &[Record],
+    measured: usize,
+) -> Counted {
     let predictions = Decoder::new(format, EventKind::Prediction);
     let labels = Decoder::new(format, EventKind::Label);
-    let mut engine = Engine::new(MonitorSettings::default()).expect("default settings");
+    let mut engine = Engine::new(settings).expect("valid settings");
     let mut buffers = EventBuffers::default();
     let mut counted = Counted::default();
     for (offset, record) in records.iter().enumerate() {
@@ -226,11 +236,11 @@ fn count_allocations(format: Format, records: &[Record], measured: usize) -> Cou
     counted
 }
 
-fn assert_no_allocation_per_prediction(format: Format) {
+fn assert_no_allocation_per_prediction(format: Format, settings: MonitorSettings) {
     // 10,000 predictions per model warm up (the default); the rest run on frozen references
     // for 70,000 events of event time per model, so panes close during the measurement.
     let records = stream(format, 100_000, 7);
-    let counted = count_allocations(format, &records, records.len() * 3 / 10);
+    let counted = count_allocations(format, settings, &records, records.len() * 3 / 10);
     assert!(
         counted.closing > 0 && counted.closing_allocations > 0,
         "the measured stretch must close panes, or it proves nothing about steady state: \
@@ -261,10 +271,19 @@ fn assert_no_allocation_per_prediction(format: Format) {
 
 #[test]
 fn avro_predictions_are_decoded_and_counted_without_allocating() {
-    assert_no_allocation_per_prediction(Format::Avro);
+    assert_no_allocation_per_prediction(Format::Avro, MonitorSettings::default());
 }
 
 #[test]
 fn json_predictions_are_decoded_and_counted_without_allocating() {
-    assert_no_allocation_per_prediction(Format::Json);
+    assert_no_allocation_per_prediction(Format::Json, MonitorSettings::default());
+}
+
+/// With fairness on, each prediction is also counted in its group's pane, and each label's
+/// outcome in its group's confusion counts.
+#[test]
+fn fairness_groups_are_counted_without_allocating() {
+    let mut settings = MonitorSettings::default();
+    settings.fairness.sensitive_attribute = Some("region".to_owned());
+    assert_no_allocation_per_prediction(Format::Avro, settings);
 }
