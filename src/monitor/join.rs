@@ -581,8 +581,12 @@ pub struct LabelJoin {
     models: Interner,
     /// Model versions (few; never full in practice, as each one is also a monitor).
     versions: Interner,
-    /// Classes, group values and the true classes of labels.
+    /// Classes and group values.
     strings: Interner,
+    /// The true classes of labels. Apart from `strings`: a regression target sent as text
+    /// takes many values, and filling the interner with them must not cost predictions their
+    /// classes and groups. Once full, a new value is copied instead (the label still counts).
+    truths: Interner,
     counters: JoinCounters,
     /// What the state changelog holds of the entries: it writes the difference, not the
     /// whole join (which may hold a million entries).
@@ -603,6 +607,7 @@ impl LabelJoin {
             models: Interner::default(),
             versions: Interner::default(),
             strings: Interner::default(),
+            truths: Interner::default(),
             counters: JoinCounters::default(),
             book: ChangelogBook::default(),
         }
@@ -1059,7 +1064,7 @@ impl LabelJoin {
     /// A label's value, its text the join's shared copy.
     fn truth_of(&mut self, label: &LabelValue<'_>) -> Truth {
         match label {
-            LabelValue::Text(text) => Truth::Class(self.strings.share(text)),
+            LabelValue::Text(text) => Truth::Class(self.truths.share(text)),
             LabelValue::Number(x) => Truth::Number(*x),
         }
     }
@@ -1452,6 +1457,32 @@ mod tests {
         assert_eq!(written, crate::monitor::state::encode(&owned).unwrap());
         let read: JoinedOutcome = crate::monitor::state::decode(&written).unwrap();
         assert_eq!(read, outcome);
+    }
+
+    /// Labels sent as free text (a regression target written as a string) take as many
+    /// distinct values as there are labels. They fill an interner of their own: every label
+    /// still joins with its own value, and predictions keep their classes and groups.
+    #[test]
+    fn many_distinct_text_labels_cost_predictions_nothing() {
+        let mut join = LabelJoin::new(i64::MAX / 4, 1_000_000);
+        for i in 0..(Interner::CAPACITY + 100) {
+            let id = format!("p{i}");
+            join.offer_prediction(&prediction(&id, 1_000), Some("gender"));
+            let mut answer = label(&id, 2_000);
+            answer.label = LabelValue::Text(Cow::Owned(format!("{i}.5")));
+            let outcome = join.offer_label(&answer).expect("its prediction waits");
+            assert_eq!(outcome.truth, Truth::Class(format!("{i}.5").into()));
+        }
+        let mut late = prediction("late", 3_000);
+        late.prediction.label = Some(Cow::Borrowed("a class never seen before"));
+        late.attributes = vec![(Cow::Borrowed("gender"), Cow::Borrowed("x"))];
+        join.offer_prediction(&late, Some("gender"));
+        let outcome = join.offer_label(&label("late", 4_000)).unwrap();
+        assert_eq!(
+            outcome.prediction.class.as_deref(),
+            Some("a class never seen before")
+        );
+        assert_eq!(outcome.prediction.group.as_deref(), Some("x"));
     }
 
     #[test]
