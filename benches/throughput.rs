@@ -8,7 +8,9 @@
 //!   outputs to real topics, offsets committed as in production;
 //! - (c) the in-process engine without Kafka — decode (from memory) + `Engine::process` on one
 //!   thread (the median of three passes), engine alone on pre-decoded events, decode alone,
-//!   and a per-event latency histogram of decode + process.
+//!   the same with every prediction's label following it (the label join and outcome
+//!   path, which the stream of (a) and (b) lacks), and a per-event latency histogram of
+//!   decode + process.
 //!
 //! Targets: (b) ≥ 80 % of (a); (c) ≥ 1,000,000 events/s on one core.
 //!
@@ -41,10 +43,11 @@ use std::time::{Duration, Instant};
 use driftwatch::bus::service::{self, NoObserver, RunSummary, Shared};
 use driftwatch::bus::settings::consumer_settings;
 use driftwatch::codec::{
-    encode_prediction_avro, encode_prediction_json, Decoder, EventBuffers, EventKind, Format,
+    encode_label_avro, encode_prediction_avro, encode_prediction_json, Decoder, EventBuffers,
+    EventKind, Format,
 };
 use driftwatch::config::{Config, DeliveryMode, InputFormat};
-use driftwatch::event::{Event, FeatureValue, Prediction, PredictionEvent};
+use driftwatch::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 use driftwatch::monitor::engine::Engine;
 use driftwatch::monitor::model::SourcePosition;
 use driftwatch::monitor::settings::MonitorSettings;
@@ -472,6 +475,8 @@ struct Traffic {
     join_max_entries: Option<usize>,
     avro: Corpus,
     json: Option<Corpus>,
+    /// `labels[i]`: the label of prediction `i` (Avro), for the pass with labels.
+    labels: Corpus,
 }
 
 impl Traffic {
@@ -501,6 +506,7 @@ fn generate(options: &Options) -> Traffic {
         join_max_entries: options.join_max_entries,
         avro: Corpus::with_capacity(n, 480),
         json: json.then(|| Corpus::with_capacity(n, 1_000)),
+        labels: Corpus::with_capacity(n, 48),
     };
     for i in 0..n {
         let m = i % options.models;
@@ -509,6 +515,15 @@ fn generate(options: &Options) -> Traffic {
         if let Some(corpus) = &mut traffic.json {
             corpus.push(&encode_prediction_json(&event));
         }
+        // The truth: whether the score's class was right, wrong one time in five.
+        let predicted = event.prediction.label.as_deref() == Some("1");
+        let truth = predicted != (i % 5 == 0);
+        traffic.labels.push(&encode_label_avro(&LabelEvent {
+            event_id: event.event_id,
+            model_id: event.model_id,
+            timestamp: event.timestamp + LABEL_DELAY_MS,
+            label: LabelValue::Text(Cow::Borrowed(if truth { "1" } else { "0" })),
+        }));
     }
     traffic
 }
@@ -1034,6 +1049,58 @@ fn engines(traffic: &Traffic) -> Vec<Engine> {
 
 const TOPIC: &str = "bench-predictions";
 
+/// A label's event time after its prediction's, in the pass with labels.
+const LABEL_DELAY_MS: i64 = 2_000;
+
+/// Decode + process of every prediction and of its label, which comes [`LABEL_DELAY_MS`] of
+/// each model's event time later in the stream (the models' events interleave, so that many
+/// events times the model count), one engine per partition. Returns (seconds, events).
+#[inline(never)]
+fn decode_and_process_with_labels(traffic: &Traffic) -> (f64, usize) {
+    let lag = LABEL_DELAY_MS as usize * traffic.models;
+    let predictions = Decoder::new(Format::Avro, EventKind::Prediction);
+    let labels = Decoder::new(Format::Avro, EventKind::Label);
+    let mut engines = engines(traffic);
+    let mut offsets = vec![0i64; traffic.partitions];
+    let mut buffers = EventBuffers::default();
+    let mut events = 0;
+    let started = Instant::now();
+    for i in 0..traffic.avro.len() {
+        let labelled = i.checked_sub(lag);
+        let records = [
+            Some((&predictions, traffic.avro.get(i), traffic.partition(i))),
+            labelled.map(|j| (&labels, traffic.labels.get(j), traffic.partition(j))),
+        ];
+        for (decoder, payload, p) in records.into_iter().flatten() {
+            let event = decoder
+                .decode_reusing(payload, &mut buffers)
+                .expect("valid payload");
+            let engine = &mut engines[p];
+            engine.process(
+                &event,
+                SourcePosition {
+                    topic: TOPIC,
+                    partition: p as i32,
+                    offset: offsets[p],
+                    written_at: None,
+                },
+            );
+            offsets[p] += 1;
+            black_box(engine.drain_outputs());
+            black_box(engine.drain_evaluations());
+            buffers.recycle(event);
+            events += 1;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        engines.iter().all(|e| e.counters().join.joined > 0) || !traffic.join_predictions,
+        "labels must join their predictions"
+    );
+    black_box(&engines);
+    (seconds, events)
+}
+
 /// Passes of (c) decode + process whose median is reported.
 const C_PASSES: usize = 3;
 
@@ -1465,6 +1532,16 @@ fn run() -> AnyResult<()> {
                 note: format!("{:.0} B/event", traffic.corpus(format).mean_bytes()),
             });
         }
+        let (seconds, events) = decode_and_process_with_labels(&traffic);
+        inprocess.push(InProcess {
+            label: "(c) with labels: decode (avro) + `Engine::process` of predictions and their labels"
+                .into(),
+            seconds,
+            events: events as u64,
+            note: format!(
+                "each label {LABEL_DELAY_MS} ms of event time after its prediction; events/s counts both"
+            ),
+        });
         latency_result = Some(latency(&traffic, options.format));
     }
 
