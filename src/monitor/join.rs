@@ -586,6 +586,8 @@ pub struct LabelJoin {
     /// The true classes of labels. Apart from `strings`: a regression target sent as text
     /// takes many values, and filling the interner with them must not cost predictions their
     /// classes and groups. Once full, a new value is copied instead (the label still counts).
+    /// Like every interner it keeps what it holds for the join's life: at most
+    /// [`Interner::CAPACITY`] strings (a few megabytes of free text per partition).
     truths: Interner,
     counters: JoinCounters,
     /// What the state changelog holds of the entries: it writes the difference, not the
@@ -1138,11 +1140,10 @@ impl LabelJoin {
                     self.counters.duplicate_predictions += 1;
                     return None;
                 };
-                let waiting = self.waiting_of_event(event, sensitive_attribute);
                 return Some(JoinedOutcome {
                     model_id: self.models.share(&event.model_id),
                     event_id: event.event_id.to_string(),
-                    prediction: self.summary_of(&waiting),
+                    prediction: self.summary_of_event(event, sensitive_attribute),
                     truth: label.truth,
                     label_timestamp: label.timestamp,
                 });
@@ -1152,6 +1153,36 @@ impl LabelJoin {
         let waiting = self.waiting_of_event(event, sensitive_attribute);
         self.arrive(at, key, Waiting::Prediction(waiting));
         None
+    }
+
+    /// The summary of a prediction that matched a waiting label, its strings the join's
+    /// shared copies (exact even when an interner is full: then a copy of its own).
+    fn summary_of_event(
+        &mut self,
+        event: &PredictionEvent<'_>,
+        sensitive_attribute: Option<&str>,
+    ) -> PredictionSummary {
+        let strings = &mut self.strings;
+        PredictionSummary {
+            model_version: self.versions.share(&event.model_version),
+            timestamp: event.timestamp,
+            score: event.prediction.score,
+            class: event.prediction.label.as_deref().map(|c| strings.share(c)),
+            probabilities: event
+                .prediction
+                .probabilities
+                .iter()
+                .flatten()
+                .map(|(class, p)| (strings.share(class), *p))
+                .collect(),
+            group: sensitive_attribute.and_then(|name| {
+                event
+                    .attributes
+                    .iter()
+                    .find(|(key, _)| key == name)
+                    .map(|(_, value)| strings.share(value))
+            }),
+        }
     }
 
     /// What the join keeps of a prediction event while it waits, its strings interned.
@@ -1483,6 +1514,30 @@ mod tests {
             Some("a class never seen before")
         );
         assert_eq!(outcome.prediction.group.as_deref(), Some("x"));
+    }
+
+    /// A prediction that completes a join (its label came first) is summarised from the
+    /// event itself: its class and group stay exact when the interner is full (a waiting
+    /// prediction's would read as absent, as the interner's bound documents).
+    #[test]
+    fn a_prediction_after_its_label_keeps_its_strings_when_the_interner_is_full() {
+        let mut join = LabelJoin::new(i64::MAX / 4, 1_000_000);
+        for i in 0..Interner::CAPACITY {
+            let mut event = prediction(&format!("p{i}"), 1_000);
+            event.prediction.label = Some(Cow::Owned(format!("class {i}")));
+            join.offer_prediction(&event, None);
+        }
+        assert!(join.offer_label(&label("late", 2_000)).is_none());
+        let mut late = prediction("late", 3_000);
+        late.prediction.label = Some(Cow::Borrowed("a class never seen before"));
+        late.attributes = vec![(Cow::Borrowed("gender"), Cow::Borrowed("x"))];
+        let outcome = join.offer_prediction(&late, Some("gender")).unwrap();
+        assert_eq!(
+            outcome.prediction.class.as_deref(),
+            Some("a class never seen before")
+        );
+        assert_eq!(outcome.prediction.group.as_deref(), Some("x"));
+        assert_eq!(&*outcome.prediction.model_version, "v1");
     }
 
     #[test]
