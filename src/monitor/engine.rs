@@ -84,7 +84,7 @@ pub struct Engine {
 }
 
 /// A joined outcome ordered by (known_at, model, event id), read from the outcome itself: a
-/// map keyed by a copy of those would cost two allocations per label.
+/// map keyed by a copy of those would cost an allocation per label (the event id's copy).
 #[derive(Debug, Clone)]
 struct ReadyOutcome(JoinedOutcome);
 

@@ -444,7 +444,6 @@ fn outcome(
     }
 }
 
-/// The class a label names (a numeric 0/1 label reads as "0" / "1").
 /// The true class as text: a class label as it is (borrowed, so a label costs no
 /// allocation), a number (a 0/1 target sent as a number) written as a class would be.
 fn truth_class(truth: &Truth) -> Cow<'_, str> {
