@@ -24,7 +24,7 @@ use std::sync::LazyLock;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use super::{Attributes, DecodeError, EventBuffers, EventKind, Features};
+use super::{Attributes, DecodeError, EventBuffers, EventKind, Features, ProbabilityList};
 use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 use crate::monitor::output::{DriftAlert, RetrainRequest};
 
@@ -115,8 +115,8 @@ pub fn decode_event_reusing<'a>(
 ) -> Result<Event<'a>, DecodeError> {
     match kind {
         EventKind::Prediction => {
-            let (features, attributes) = buffers.lend();
-            decode_prediction_into(body, features, attributes).map(Event::Prediction)
+            let (features, attributes, probabilities) = buffers.lend();
+            decode_prediction_into(body, features, attributes, probabilities).map(Event::Prediction)
         }
         EventKind::Label => decode_label(body).map(Event::Label),
     }
@@ -127,7 +127,7 @@ pub fn decode_event_reusing<'a>(
 /// # Errors
 /// As [`decode_event`].
 pub fn decode_prediction(body: &[u8]) -> Result<PredictionEvent<'_>, DecodeError> {
-    decode_prediction_into(body, Vec::new(), Vec::new())
+    decode_prediction_into(body, Vec::new(), Vec::new(), Vec::new())
 }
 
 /// [`decode_prediction`] into the given (empty) lists.
@@ -135,6 +135,7 @@ fn decode_prediction_into<'a>(
     body: &'a [u8],
     features: Vec<(Cow<'a, str>, FeatureValue<'a>)>,
     attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
+    probabilities: ProbabilityList<'a>,
 ) -> Result<PredictionEvent<'a>, DecodeError> {
     let mut r = Reader::new(body);
     // Fields in schema order: Avro binary has no field names, only the order.
@@ -143,7 +144,7 @@ fn decode_prediction_into<'a>(
     let model_version = r.string("model_version")?;
     let timestamp = r.long("timestamp")?;
     let features = read_features(&mut r, features)?;
-    let prediction = read_prediction_record(&mut r)?;
+    let prediction = read_prediction_record(&mut r, probabilities)?;
     let attributes = read_attributes(&mut r, attributes)?;
     r.finish()?;
     Ok(PredictionEvent {
@@ -164,9 +165,13 @@ fn read_features<'a>(r: &mut Reader<'a>, into: Features<'a>) -> Result<Features<
     r.map("features", 2, feature_value, into)
 }
 
-/// The `prediction` field: the `Prediction` record.
+/// The `prediction` field: the `Prediction` record (its probabilities, when present, in
+/// `probabilities`).
 #[inline(always)]
-fn read_prediction_record<'a>(r: &mut Reader<'a>) -> Result<Prediction<'a>, DecodeError> {
+fn read_prediction_record<'a>(
+    r: &mut Reader<'a>,
+    probabilities: ProbabilityList<'a>,
+) -> Result<Prediction<'a>, DecodeError> {
     let score = match r.union_index("prediction.score", 2)? {
         0 => None,
         _ => Some(r.double("prediction.score")?),
@@ -182,7 +187,7 @@ fn read_prediction_record<'a>(r: &mut Reader<'a>) -> Result<Prediction<'a>, Deco
             "prediction.probabilities",
             9,
             |r| r.double("prediction.probabilities"),
-            Vec::new(),
+            probabilities,
         )?),
     };
     Ok(Prediction {
@@ -280,11 +285,12 @@ pub(crate) fn decode_planned<'a>(
     let mut r = Reader::new(body);
     let (mut event_id, mut model_id, mut model_version, mut timestamp) = (None, None, None, None);
     let (mut features, mut prediction, mut label) = (None, None, None);
-    let (lent_features, lent_attributes) = match kind {
+    let (lent_features, lent_attributes, lent_probabilities) = match kind {
         EventKind::Prediction => buffers.lend(),
-        EventKind::Label => (Vec::new(), Vec::new()),
+        EventKind::Label => (Vec::new(), Vec::new(), Vec::new()),
     };
     let (mut lent_features, mut attributes) = (Some(lent_features), lent_attributes);
+    let mut lent_probabilities = Some(lent_probabilities);
     for step in steps {
         match *step {
             PlanStep::Theirs(n) => r.pos = skip(n, body, r.pos)?,
@@ -299,7 +305,8 @@ pub(crate) fn decode_planned<'a>(
                 features = Some(read_features(&mut r, into)?);
             }
             PlanStep::Ours(OurField::Prediction) => {
-                prediction = Some(read_prediction_record(&mut r)?);
+                let into = lent_probabilities.take().unwrap_or_default();
+                prediction = Some(read_prediction_record(&mut r, into)?);
             }
             PlanStep::Ours(OurField::Attributes) => {
                 attributes = read_attributes(&mut r, std::mem::take(&mut attributes))?;

@@ -718,7 +718,7 @@ mod direct {
     };
 
     use super::{BorrowedStr, EventBuffers, EventKind};
-    use crate::codec::{Attributes, Features};
+    use crate::codec::{Attributes, Features, ProbabilityList};
     use crate::event::{Event, FeatureValue, LabelEvent, LabelValue, Prediction, PredictionEvent};
 
     /// The event in `text`, or `None` when the tree path must decide (see the module).
@@ -730,10 +730,11 @@ mod direct {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let event = match kind {
             EventKind::Prediction => {
-                let (features, attributes) = buffers.lend();
+                let (features, attributes, probabilities) = buffers.lend();
                 let visitor = PredictionVisitor {
                     features,
                     attributes,
+                    probabilities,
                 };
                 Event::Prediction((&mut deserializer).deserialize_map(visitor).ok()?)
             }
@@ -830,6 +831,7 @@ mod direct {
     struct PredictionVisitor<'a> {
         features: Features<'a>,
         attributes: Attributes<'a>,
+        probabilities: ProbabilityList<'a>,
     }
 
     impl<'de> Visitor<'de> for PredictionVisitor<'de> {
@@ -858,7 +860,10 @@ mod direct {
                         first(&mut features)?;
                         map.next_value_seed(FeatureList(&mut self.features))?;
                     }
-                    "prediction" => put(&mut prediction, map.next_value::<PredictionRecord>()?.0)?,
+                    "prediction" => put(
+                        &mut prediction,
+                        map.next_value_seed(PredictionRecord(&mut self.probabilities))?,
+                    )?,
                     "attributes" => {
                         first(&mut attributes)?;
                         map.next_value_seed(AttributeList(&mut self.attributes))?;
@@ -1057,18 +1062,22 @@ mod direct {
     }
 
     /// The `prediction` record; each of its fields may be absent or null.
-    struct PredictionRecord<'a>(Prediction<'a>);
+    /// The `prediction` record; its probabilities, when present, go into the lent list.
+    struct PredictionRecord<'s, 'a>(&'s mut ProbabilityList<'a>);
 
-    impl<'de> de::Deserialize<'de> for PredictionRecord<'de> {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_map(PredictionRecordVisitor)
+    impl<'de> DeserializeSeed<'de> for PredictionRecord<'_, 'de> {
+        type Value = Prediction<'de>;
+
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
+            deserializer.deserialize_map(self)
         }
     }
 
-    struct PredictionRecordVisitor;
-
-    impl<'de> Visitor<'de> for PredictionRecordVisitor {
-        type Value = PredictionRecord<'de>;
+    impl<'de> Visitor<'de> for PredictionRecord<'_, 'de> {
+        type Value = Prediction<'de>;
 
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str("a prediction record")
@@ -1082,19 +1091,20 @@ mod direct {
                 match key.as_ref() {
                     "score" => put(&mut score, map.next_value::<Score>()?.0)?,
                     "label" => put(&mut label, map.next_value::<ClassName>()?.0)?,
-                    "probabilities" => {
-                        put(&mut probabilities, map.next_value::<Probabilities>()?.0)?
-                    }
+                    "probabilities" => put(
+                        &mut probabilities,
+                        map.next_value_seed(Probabilities(&mut *self.0))?,
+                    )?,
                     _ => {
                         map.next_value::<Skipped>()?;
                     }
                 }
             }
-            Ok(PredictionRecord(Prediction {
+            Ok(Prediction {
                 score: score.flatten(),
                 label: label.flatten(),
                 probabilities: probabilities.flatten(),
-            }))
+            })
         }
     }
 
@@ -1180,18 +1190,21 @@ mod direct {
     }
 
     /// `prediction.probabilities`: null, a map of numbers, or that map in a `{"map": …}`
-    /// wrapper. (Its list is allocated: few producers send one, and the Avro path allocates it
-    /// too.)
-    struct Probabilities<'a>(Option<Vec<(Cow<'a, str>, f64)>>);
+    /// wrapper, pushed into the lent list (taken from it when present).
+    struct Probabilities<'s, 'a>(&'s mut ProbabilityList<'a>);
 
-    impl<'de> de::Deserialize<'de> for Probabilities<'de> {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            let mut list = Vec::new();
+    impl<'de> DeserializeSeed<'de> for Probabilities<'_, 'de> {
+        type Value = Option<ProbabilityList<'de>>;
+
+        fn deserialize<D: Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> Result<Self::Value, D::Error> {
             let present = deserializer.deserialize_any(WrappableMap {
-                list: &mut list,
+                list: &mut *self.0,
                 entry: Scalar::number,
             })?;
-            Ok(Probabilities(present.then_some(list)))
+            Ok(present.then(|| std::mem::take(self.0)))
         }
     }
 

@@ -434,26 +434,32 @@ impl Decoder {
     }
 }
 
-/// Storage for a prediction's feature and attribute lists, lent to the decoder for each event
-/// and given back once the event has been handled, so that decoding a stream allocates
-/// nothing per event once the lists have grown to the events' size.
+/// Storage for a prediction's feature, attribute and class-probability lists, lent to the
+/// decoder for each event and given back once the event has been handled, so that decoding a
+/// stream allocates nothing per event once the lists have grown to the events' size.
 #[derive(Debug, Default)]
 pub struct EventBuffers {
     features: Vec<(Cow<'static, str>, FeatureValue<'static>)>,
     attributes: Vec<(Cow<'static, str>, Cow<'static, str>)>,
+    probabilities: Vec<(Cow<'static, str>, f64)>,
 }
 
 /// A decoded prediction's feature list, borrowing from its payload.
 pub(crate) type Features<'a> = Vec<(Cow<'a, str>, FeatureValue<'a>)>;
 /// A decoded prediction's attribute list, borrowing from its payload.
 pub(crate) type Attributes<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
+/// A decoded prediction's class probabilities, borrowing from its payload.
+pub(crate) type ProbabilityList<'a> = Vec<(Cow<'a, str>, f64)>;
 
 impl EventBuffers {
     /// Empty lists for an event borrowing from a payload of lifetime `'a`, in the kept storage.
-    pub(crate) fn lend<'a>(&mut self) -> (Features<'a>, Attributes<'a>) {
+    /// (A probability list lent to an event that has none is dropped: only a stream that mixes
+    /// events with and without probabilities allocates one now and then.)
+    pub(crate) fn lend<'a>(&mut self) -> (Features<'a>, Attributes<'a>, ProbabilityList<'a>) {
         (
             relabel(std::mem::take(&mut self.features)),
             relabel(std::mem::take(&mut self.attributes)),
+            relabel(std::mem::take(&mut self.probabilities)),
         )
     }
 
@@ -465,6 +471,11 @@ impl EventBuffers {
             }
             if prediction.attributes.capacity() >= self.attributes.capacity() {
                 self.attributes = relabel(prediction.attributes);
+            }
+            if let Some(probabilities) = prediction.prediction.probabilities {
+                if probabilities.capacity() >= self.probabilities.capacity() {
+                    self.probabilities = relabel(probabilities);
+                }
             }
         }
     }
