@@ -88,15 +88,22 @@ impl PredictionSummary {
                 .flatten()
                 .map(|(class, p)| (Arc::from(&**class), *p))
                 .collect(),
-            group: sensitive_attribute.and_then(|name| {
-                event
-                    .attributes
-                    .iter()
-                    .find(|(key, _)| key == name)
-                    .map(|(_, value)| Arc::from(&**value))
-            }),
+            group: group_of(event, sensitive_attribute).map(Arc::from),
         }
     }
+}
+
+/// The value of `event`'s sensitive attribute, when one is configured and the event has it.
+fn group_of<'e>(
+    event: &'e PredictionEvent<'_>,
+    sensitive_attribute: Option<&str>,
+) -> Option<&'e str> {
+    let name = sensitive_attribute?;
+    event
+        .attributes
+        .iter()
+        .find(|(key, _)| key == name)
+        .map(|(_, value)| &**value)
 }
 
 /// A prediction joined to its label.
@@ -1175,13 +1182,7 @@ impl LabelJoin {
                 .flatten()
                 .map(|(class, p)| (strings.share(class), *p))
                 .collect(),
-            group: sensitive_attribute.and_then(|name| {
-                event
-                    .attributes
-                    .iter()
-                    .find(|(key, _)| key == name)
-                    .map(|(_, value)| strings.share(value))
-            }),
+            group: group_of(event, sensitive_attribute).map(|group| strings.share(group)),
         }
     }
 
@@ -1201,15 +1202,7 @@ impl LabelJoin {
                 .label
                 .as_deref()
                 .map_or(NONE, |c| strings.intern(c)),
-            group: sensitive_attribute
-                .and_then(|name| {
-                    event
-                        .attributes
-                        .iter()
-                        .find(|(key, _)| key == name)
-                        .map(|(_, value)| strings.intern(value))
-                })
-                .unwrap_or(NONE),
+            group: group_of(event, sensitive_attribute).map_or(NONE, |group| strings.intern(group)),
             probabilities: event.prediction.probabilities.as_ref().map(|p| {
                 p.iter()
                     .map(|(class, probability)| (strings.intern(class), *probability))
