@@ -1072,23 +1072,14 @@ fn decode_and_process_with_labels(traffic: &Traffic) -> (f64, usize) {
             labelled.map(|j| (&labels, traffic.labels.get(j), traffic.partition(j))),
         ];
         for (decoder, payload, p) in records.into_iter().flatten() {
-            let event = decoder
-                .decode_reusing(payload, &mut buffers)
-                .expect("valid payload");
-            let engine = &mut engines[p];
-            engine.process(
-                &event,
-                SourcePosition {
-                    topic: TOPIC,
-                    partition: p as i32,
-                    offset: offsets[p],
-                    written_at: None,
-                },
-            );
-            offsets[p] += 1;
-            black_box(engine.drain_outputs());
-            black_box(engine.drain_evaluations());
-            buffers.recycle(event);
+            black_box(handle(
+                decoder,
+                payload,
+                p,
+                &mut engines,
+                &mut offsets,
+                &mut buffers,
+            ));
             events += 1;
         }
     }
@@ -1099,6 +1090,39 @@ fn decode_and_process_with_labels(traffic: &Traffic) -> (f64, usize) {
     );
     black_box(&engines);
     (seconds, events)
+}
+
+/// Decodes `payload` and hands it to partition `p`'s engine as the service does, drains
+/// included; returns how many outputs and evaluations it caused.
+#[inline(always)]
+fn handle(
+    decoder: &Decoder,
+    payload: &[u8],
+    p: usize,
+    engines: &mut [Engine],
+    offsets: &mut [i64],
+    buffers: &mut EventBuffers,
+) -> (usize, usize) {
+    let event = decoder
+        .decode_reusing(payload, buffers)
+        .expect("valid payload");
+    let engine = &mut engines[p];
+    engine.process(
+        &event,
+        SourcePosition {
+            topic: TOPIC,
+            partition: p as i32,
+            offset: offsets[p],
+            written_at: None,
+        },
+    );
+    offsets[p] += 1;
+    let caused = (
+        engine.drain_outputs().len(),
+        engine.drain_evaluations().len(),
+    );
+    buffers.recycle(event);
+    caused
 }
 
 /// Passes of (c) decode + process whose median is reported.
@@ -1117,23 +1141,16 @@ fn decode_and_process(traffic: &Traffic, format: Format) -> (f64, usize, usize) 
     let started = Instant::now();
     for i in 0..corpus.len() {
         let p = traffic.partition(i);
-        let event = decoder
-            .decode_reusing(corpus.get(i), &mut buffers)
-            .expect("valid payload");
-        let engine = &mut engines[p];
-        engine.process(
-            &event,
-            SourcePosition {
-                topic: TOPIC,
-                partition: p as i32,
-                offset: offsets[p],
-                written_at: None,
-            },
+        let (o, e) = handle(
+            &decoder,
+            corpus.get(i),
+            p,
+            &mut engines,
+            &mut offsets,
+            &mut buffers,
         );
-        offsets[p] += 1;
-        outputs += engine.drain_outputs().len();
-        evaluations += engine.drain_evaluations().len();
-        buffers.recycle(event);
+        outputs += o;
+        evaluations += e;
     }
     let seconds = started.elapsed().as_secs_f64();
     black_box(&engines);
