@@ -1241,24 +1241,15 @@ fn latency(traffic: &Traffic, format: Format) -> Latency {
     for i in 0..corpus.len() {
         let p = traffic.partition(i);
         let t = Instant::now();
-        let event = decoder
-            .decode_reusing(corpus.get(i), &mut buffers)
-            .expect("valid payload");
-        let engine = &mut engines[p];
-        engine.process(
-            &event,
-            SourcePosition {
-                topic: TOPIC,
-                partition: p as i32,
-                offset: offsets[p],
-                written_at: None,
-            },
+        let (_, evaluations) = handle(
+            &decoder,
+            corpus.get(i),
+            p,
+            &mut engines,
+            &mut offsets,
+            &mut buffers,
         );
-        black_box(engine.drain_outputs());
-        let evaluations = engine.drain_evaluations().len();
-        buffers.recycle(event);
         let ns = t.elapsed().as_nanos() as u64;
-        offsets[p] += 1;
         histogram.saturating_record(ns);
         let cause = if evaluations > 0 {
             closes.saturating_record(ns);
