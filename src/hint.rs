@@ -20,7 +20,14 @@ pub(crate) fn prefetch_read<T>(item: &T) {
 /// one of 64 bytes usually straddles two.
 #[inline(always)]
 pub(crate) fn prefetch_read_all<T>(item: &T) {
-    let start = std::ptr::from_ref(item).cast::<u8>();
+    prefetch_raw_all(std::ptr::from_ref(item));
+}
+
+/// [`prefetch_read_all`] of the `T` that would sit at `item`, which need not be one (a
+/// prefetch never faults; any address will do).
+#[inline(always)]
+pub(crate) fn prefetch_raw_all<T>(item: *const T) {
+    let start = item.cast::<u8>();
     let size = std::mem::size_of::<T>();
     let mut offset = 0;
     while offset < size {

@@ -94,6 +94,11 @@ impl<T> ChunkedQueue<T> {
         self.chunks.front()?.front()
     }
 
+    /// The back entry.
+    pub fn back(&self) -> Option<&T> {
+        self.chunks.back()?.back()
+    }
+
     /// (chunk, place in it) of the entry at `position`, when there is one.
     #[inline]
     fn locate(&self, position: usize) -> Option<(usize, usize)> {
@@ -203,6 +208,7 @@ mod tests {
                 }
                 prop_assert_eq!(queue.len(), model.len());
                 prop_assert_eq!(queue.front(), model.front());
+                prop_assert_eq!(queue.back(), model.back());
             }
             prop_assert!(queue.iter().eq(model.iter()));
         }
