@@ -709,6 +709,10 @@ impl ModelMonitor {
         self.warmup_target
     }
 
+    /// The slot of the feature `name` at `position` of an event's list: nearly always the
+    /// slot that position had last time, which costs one comparison here, inlined; anything
+    /// else goes out of line.
+    #[inline(always)]
     fn slot_for(&mut self, position: usize, name: &str, settings: &MonitorSettings) -> usize {
         if let Some(&slot) = self.order.get(position) {
             if self
@@ -719,6 +723,18 @@ impl ModelMonitor {
                 return slot;
             }
         }
+        self.slot_for_new_position(position, name, settings)
+    }
+
+    /// [`Self::slot_for`] when the position's last slot is not the feature's: finds or
+    /// creates the slot and remembers it for the position.
+    #[inline(never)]
+    fn slot_for_new_position(
+        &mut self,
+        position: usize,
+        name: &str,
+        settings: &MonitorSettings,
+    ) -> usize {
         let slot = match self.by_name.get(name) {
             Some(&slot) => slot,
             None => {
