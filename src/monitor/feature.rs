@@ -492,7 +492,7 @@ impl SeriesTracker {
     }
 
     /// Records an observation into pane `pane` of the window.
-    #[inline]
+    #[inline(always)]
     pub fn record(&mut self, pane: i64, observation: Observation<'_>) {
         let observation = self.count_quality(observation);
         let (Some(reference), Some(window)) = (self.reference.as_ref(), self.window.as_mut())
